@@ -1,0 +1,54 @@
+# c2c — the two front-door commands are `make up` (deploy and show the answer) and
+# `make test` (every test: lint, unit, integration, end-to-end). `make help` lists the rest.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+STACK ?= dev
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+REQUIREMENTS := requirements-dev.txt infra/requirements.txt \
+	services/internal/requirements.txt services/external/requirements.txt
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: $(REQUIREMENTS)
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create .venv with the pinned development packages
+
+.PHONY: up
+up: venv ## Deploy the stack (engine, base image, toolchain, pulumi up) and curl it
+	scripts/up.sh $(STACK)
+
+.PHONY: down
+down: venv ## Destroy the stack's containers, network and images
+	scripts/down.sh $(STACK)
+
+.PHONY: trace
+trace: venv ## Trace one request through the deployed stack, hop by hop
+	scripts/run-with-toolchain.sh $(VPY) -m packet_trace --stack $(STACK)
+
+.PHONY: diagram
+diagram: venv ## Draw docs/topology.svg and .png from the deployed stack
+	scripts/run-with-toolchain.sh $(VPY) -m packet_trace diagram --stack $(STACK) --out docs/topology
+
+.PHONY: lint
+lint: venv ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+.PHONY: test-fast
+test-fast: venv ## Unit and integration tests only (no Docker, no Pulumi CLI)
+	$(VPY) -m pytest -m "not e2e"
+
+.PHONY: test
+test: lint ## All tests; end-to-end ones need Docker + toolchain (prepared here; required when CI=true)
+	scripts/test.sh

@@ -1,0 +1,22 @@
+"""The c2c stack: read the `c2c:*` config, declare the service pair, export where it lives.
+
+Config problems raise c2c_infra.ConfigError (a pulumi.RunError) before any resource is
+declared, which the language host reports as plain `error: c2c:<key>: <why>` lines.
+"""
+
+import pulumi
+
+from c2c_infra import ServicePair, ServicePairArgs, load_settings
+
+settings = load_settings(pulumi.Config("c2c"), pulumi.get_stack())
+pair = ServicePair("c2c", ServicePairArgs(settings=settings))
+
+pulumi.export("endpoint", pair.endpoint)
+pulumi.export("internalIp", pair.internal_ip)
+pulumi.export("externalIp", pair.external_ip)
+pulumi.export("subnet", pair.subnet)
+pulumi.export("gateway", pair.gateway)
+pulumi.export("networkName", pair.network_name)
+pulumi.export("internalUrl", pair.internal_url)
+pulumi.export("internalImage", pair.internal_image)
+pulumi.export("externalImage", pair.external_image)

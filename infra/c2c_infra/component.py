@@ -1,0 +1,275 @@
+"""ServicePair: the two services, their images and the bridge that joins them.
+
+internal  -- static IP on the bridge, no published port: reachable only from the bridge.
+external  -- static IP on the bridge, one published port hostPort -> externalPort, and
+             INTERNAL_URL pointing at internal's static IP.
+
+Replacement rules (why the options below look the way they do):
+* An image's tag is a content hash of its build context (context_hash), so a code change in
+  one service gives a new image name for that service only; everything else stays equal.
+* A container runs the image ID (`Image.repo_digest`, the local image ID for unpushed
+  builds). The provider reads a container's image back as that ID, so passing the ID (not
+  the name) keeps a no-change `pulumi up` empty, and a rebuild that yields a new ID replaces
+  exactly that container.
+* Containers and the network have fixed names and static IPs, so a replacement must delete
+  the old one first (delete_before_replace).
+* `Image` never deletes what it built; a `RemoteImage` of the same tag (found locally, so
+  never pulled) owns the tag and removes it when the stack is destroyed or the tag changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+import pulumi_docker as docker
+
+from c2c_infra.config import SERVICES, StackSettings
+from c2c_infra.context_hash import context_tag
+
+COMPONENT_TYPE = "c2c:index:ServicePair"
+SERVICES_DIR = Path(__file__).resolve().parents[2] / "services"
+
+# The uid/gid the Dockerfiles create; set here too so a changed image cannot run as root.
+CONTAINER_USER = "10001:10001"
+# The only writable path besides /dev/shm (gunicorn's heartbeat dir); never executable.
+TMPFS = {"/tmp": "rw,noexec,nosuid,nodev,size=16m"}  # noqa: S108 - a tmpfs mount, not a file
+LOG_OPTS = {"max-size": "10m", "max-file": "3"}
+# gunicorn's graceful_timeout is 5 s: give it that and some before the engine kills.
+DESTROY_GRACE_SECONDS = 10
+# `wait` blocks `pulumi up` until the healthcheck reports healthy, or fails it after this.
+WAIT_TIMEOUT_SECONDS = 90
+# Durations in the form Go prints them ("5s"), so the provider reads back what was set.
+HEALTH_INTERVAL = "5s"
+HEALTH_TIMEOUT = "3s"
+HEALTH_START_PERIOD = "15s"
+HEALTH_RETRIES = 3
+
+
+def default_services_dir() -> Path:
+    return SERVICES_DIR
+
+
+@dataclass(frozen=True)
+class ServicePairArgs:
+    """Inputs of ServicePair: validated settings and where the build contexts live."""
+
+    settings: StackSettings
+    # Resolved from this file, not the working directory, which the Pulumi CLI chooses.
+    services_dir: Path = field(default_factory=default_services_dir)
+
+
+@dataclass(frozen=True)
+class ServiceImage:
+    image: docker.Image
+    # Owns the tag so that destroy removes it; see the module docstring.
+    local: docker.RemoteImage
+
+
+class ServicePair(pulumi.ComponentResource):
+    endpoint: pulumi.Output[str]
+    internal_ip: pulumi.Output[str]
+    external_ip: pulumi.Output[str]
+    subnet: pulumi.Output[str]
+    gateway: pulumi.Output[str]
+    network_name: pulumi.Output[str]
+    internal_url: pulumi.Output[str]
+    internal_image: pulumi.Output[str]
+    external_image: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ServicePairArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        self._name = name
+        self._settings = settings = args.settings
+
+        self.network = docker.Network(
+            f"{name}-network",
+            name=settings.network_name,
+            driver="bridge",
+            ipam_configs=[
+                docker.NetworkIpamConfigArgs(
+                    subnet=str(settings.subnet), gateway=str(settings.gateway)
+                )
+            ],
+            labels=[
+                docker.NetworkLabelArgs(label=key, value=value)
+                for key, value in sorted(settings.labels.items())
+            ],
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+
+        self.images = {
+            service: self._image(service, args.services_dir / service) for service in SERVICES
+        }
+
+        self.internal = self._container(
+            "internal",
+            address=str(settings.internal_ip),
+            port=settings.internal_port,
+            env={},
+            ports=None,
+        )
+        self.external = self._container(
+            "external",
+            address=str(settings.external_ip),
+            port=settings.external_port,
+            env={
+                "INTERNAL_URL": settings.internal_url,
+                "UPSTREAM_CONNECT_TIMEOUT": _seconds(settings.upstream_connect_timeout_ms),
+                "UPSTREAM_READ_TIMEOUT": _seconds(settings.upstream_read_timeout_ms),
+                "UPSTREAM_RETRIES": str(settings.upstream_retries),
+            },
+            ports=[
+                docker.ContainerPortArgs(
+                    internal=settings.external_port,
+                    external=settings.host_port,
+                    ip=str(settings.host_bind_address),
+                    protocol="tcp",
+                )
+            ],
+            # Up and healthy first: external's readiness depends on it.
+            after=[self.internal],
+        )
+
+        self.endpoint = pulumi.Output.from_input(settings.endpoint)
+        self.internal_ip = pulumi.Output.from_input(str(settings.internal_ip))
+        self.external_ip = pulumi.Output.from_input(str(settings.external_ip))
+        self.subnet = pulumi.Output.from_input(str(settings.subnet))
+        self.gateway = pulumi.Output.from_input(str(settings.gateway))
+        self.network_name = self.network.name
+        self.internal_url = pulumi.Output.from_input(settings.internal_url)
+        self.internal_image = self.images["internal"].image.image_name
+        self.external_image = self.images["external"].image.image_name
+        self.register_outputs(
+            {
+                "endpoint": self.endpoint,
+                "internalIp": self.internal_ip,
+                "externalIp": self.external_ip,
+                "subnet": self.subnet,
+                "gateway": self.gateway,
+                "networkName": self.network_name,
+                "internalUrl": self.internal_url,
+                "internalImage": self.internal_image,
+                "externalImage": self.external_image,
+            }
+        )
+
+    def _image(self, service: str, context: Path) -> ServiceImage:
+        settings = self._settings
+        build_args = {"BASE_IMAGE": settings.base_image, "C2C_STACK": settings.stack}
+        tag = context_tag(context, build_args)
+        image = docker.Image(
+            f"{self._name}-{service}-image",
+            image_name=f"{settings.image_repository(service)}:{tag}",
+            build=docker.DockerBuildArgs(
+                context=str(context),
+                dockerfile=str(context / "Dockerfile"),
+                args=build_args,
+                # The classic builder: Debian's engine has no buildx, and no registry is
+                # reachable for BuildKit's frontend image.
+                builder_version=docker.BuilderVersion.BUILDER_V1,
+            ),
+            skip_push=True,
+            build_on_preview=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        local = docker.RemoteImage(
+            f"{self._name}-{service}-image-tag",
+            name=image.image_name,
+            keep_locally=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return ServiceImage(image=image, local=local)
+
+    def _container(
+        self,
+        service: str,
+        *,
+        address: str,
+        port: int,
+        env: Mapping[str, str],
+        ports: Sequence[docker.ContainerPortArgs] | None,
+        after: Sequence[pulumi.Resource] = (),
+    ) -> docker.Container:
+        settings = self._settings
+        name = settings.container_name(service)
+        image = self.images[service]
+        envs = {
+            "PORT": str(port),
+            "WEB_CONCURRENCY": str(settings.workers),
+            "GUNICORN_THREADS": str(settings.threads),
+            **env,
+        }
+        probe = (
+            "import urllib.request; "
+            f"urllib.request.urlopen('http://127.0.0.1:{port}/healthz', timeout=2)"
+        )
+        return docker.Container(
+            f"{self._name}-{service}",
+            name=name,
+            hostname=name,
+            image=_image_id(image.image),
+            envs=[f"{key}={value}" for key, value in sorted(envs.items())],
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(name=self.network.name, ipv4_address=address)
+            ],
+            ports=list(ports) if ports is not None else None,
+            user=CONTAINER_USER,
+            read_only=True,
+            tmpfs=dict(TMPFS),
+            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+            security_opts=["no-new-privileges:true"],
+            memory=settings.memory_limit_mb,
+            # pulumi-docker 5.1.0 has no pids_limit; RLIMIT_NPROC is the nearest hard cap.
+            ulimits=[
+                docker.ContainerUlimitArgs(
+                    name="nproc", soft=settings.nproc_limit, hard=settings.nproc_limit
+                )
+            ],
+            restart=settings.restart_policy,
+            # Docker rejects a retry count with any policy but on-failure.
+            max_retry_count=(
+                settings.restart_max_retries if settings.restart_policy == "on-failure" else None
+            ),
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD", "python3", "-c", probe],
+                interval=HEALTH_INTERVAL,
+                timeout=HEALTH_TIMEOUT,
+                start_period=HEALTH_START_PERIOD,
+                retries=HEALTH_RETRIES,
+            ),
+            wait=True,
+            wait_timeout=WAIT_TIMEOUT_SECONDS,
+            must_run=True,
+            destroy_grace_seconds=DESTROY_GRACE_SECONDS,
+            log_driver="json-file",
+            log_opts=dict(LOG_OPTS),
+            labels=[
+                docker.ContainerLabelArgs(label=key, value=value)
+                for key, value in sorted({**settings.labels, "c2c.service": service}.items())
+            ],
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.network, image.local, *after],
+                delete_before_replace=True,
+            ),
+        )
+
+
+def _image_id(image: docker.Image) -> pulumi.Output[str]:
+    """The built image's ID; its name only if the provider reported no ID.
+
+    The name fallback still deploys, but then every `pulumi up` replaces the container
+    (the provider reads the image back as an ID), which the no-change test would expose.
+    """
+    return pulumi.Output.all(image.repo_digest, image.image_name).apply(
+        lambda values: str(values[0] or values[1])
+    )
+
+
+def _seconds(milliseconds: int) -> str:
+    return str(milliseconds / 1000)

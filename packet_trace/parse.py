@@ -1,0 +1,469 @@
+"""Pure parsers for what the host's tools print. No I/O: every function takes text or JSON.
+
+Each parser is tested on output captured from a real Docker 20.10 host
+(tests/unit/trace/fixtures/), including the no-rule and no-privilege cases.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from packet_trace.model import BridgeEndpoint, BridgeHop, Listener, NatRule, StackOutputs
+
+OUTPUT_KEYS = (
+    "endpoint",
+    "internalIp",
+    "externalIp",
+    "subnet",
+    "gateway",
+    "networkName",
+    "internalUrl",
+)
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    container_port: int
+    protocol: str
+    host_ip: str
+    host_port: int
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    name: str
+    running: bool
+    labels: dict[str, str]
+    env: dict[str, str]
+    port_bindings: list[PortBinding]
+    # network name -> (ipv4, mac)
+    networks: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HostLink:
+    """A host network interface as /sys/class/net shows it."""
+
+    name: str
+    ifindex: int
+    master: str | None  # the bridge a veth is enslaved to
+
+
+@dataclass(frozen=True)
+class ContainerLink:
+    """A container interface: its name, its peer's ifindex on the host (iflink), its MAC."""
+
+    container: str
+    ifname: str
+    iflink: int
+    mac: str
+
+
+@dataclass(frozen=True)
+class LocalAddress:
+    ifname: str
+    address: str
+    prefixlen: int
+    scope: str
+
+
+class ParseError(ValueError):
+    """Input that does not have the shape the parser expects."""
+
+
+# ---------------------------------------------------------------------------------------------
+# nat table: iptables-save
+# ---------------------------------------------------------------------------------------------
+
+_COUNTER_RE = re.compile(r"^\[(\d+):(\d+)\]\s+")
+
+
+def parse_iptables_save(text: str, table: str = "nat") -> list[NatRule]:
+    """Rules of one table from `iptables-save [-c]` output, in order, with their counters.
+
+    Without `-c` there are no counters and packets/bytes are 0.
+    """
+    rules: list[NatRule] = []
+    current: str | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("*"):
+            current = line[1:]
+            continue
+        if line == "COMMIT" or current != table or line.startswith(":"):
+            continue
+        packets = bytes_ = 0
+        match = _COUNTER_RE.match(line)
+        if match:
+            packets, bytes_ = int(match.group(1)), int(match.group(2))
+            line = line[match.end() :]
+        if not line.startswith("-A "):
+            continue
+        rules.append(_iptables_rule(line, packets, bytes_))
+    return rules
+
+
+def _iptables_rule(spec: str, packets: int, bytes_: int) -> NatRule:
+    tokens = shlex.split(spec)
+    chain = tokens[1]
+    fields: dict[str, str] = {}
+    negate = False
+    dst_local = False
+    i = 2
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok == "!":
+            negate = True
+            i += 1
+            continue
+        value = tokens[i + 1] if i + 1 < len(tokens) else ""
+        if tok in ("-d", "-i", "-o", "--dport", "-j", "--to-destination"):
+            fields[tok] = ("!" if negate else "") + value
+            i += 2
+        elif tok == "--dst-type":
+            dst_local = value == "LOCAL" and not negate
+            i += 2
+        else:
+            i += 1
+        negate = False
+    dport = fields.get("--dport")
+    return NatRule(
+        chain=chain,
+        spec=spec,
+        packets=packets,
+        bytes=bytes_,
+        syntax="iptables",
+        target=fields.get("-j", ""),
+        destination=fields.get("-d"),
+        in_interface=fields.get("-i"),
+        out_interface=fields.get("-o"),
+        dport=int(dport) if dport and dport.isdigit() else None,
+        to_destination=fields.get("--to-destination"),
+        dst_type_local=dst_local,
+    )
+
+
+def parse_iptables_version(text: str) -> str | None:
+    """'nf_tables' or 'legacy' from `iptables --version` ('iptables v1.8.9 (nf_tables)')."""
+    match = re.search(r"\((nf_tables|legacy)\)", text)
+    return match.group(1) if match else None
+
+
+def classify_command_error(returncode: int, stderr: str) -> str:
+    """'ok', 'permission', 'missing' or 'error' for a command that read the nat table."""
+    if returncode == 0:
+        return "ok"
+    lowered = stderr.lower()
+    if any(s in lowered for s in ("permission denied", "not permitted", "must be root")):
+        return "permission"
+    if returncode == 127 or "not found" in lowered or "no such file" in lowered:
+        return "missing"
+    return "error"
+
+
+# ---------------------------------------------------------------------------------------------
+# nat table: nft list table ip nat / nft list ruleset
+# ---------------------------------------------------------------------------------------------
+
+_NFT_COUNTER_RE = re.compile(r"counter packets (\d+) bytes (\d+)")
+_NFT_DNAT_RE = re.compile(r"\bdnat (?:ip )?to (\S+)")
+
+
+def parse_nft_table(text: str, family: str = "ip", table: str = "nat") -> list[NatRule]:
+    """Rules of one nft table from `nft list table ip nat` or `nft list ruleset`.
+
+    The spec kept for a rule is its line with the counter's numbers removed, so that the same
+    rule before and after a request has the same spec.
+    """
+    rules: list[NatRule] = []
+    in_table = False
+    chain: str | None = None
+    depth = 0
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("table ") and line.endswith("{"):
+            in_table = line.split()[1:3] == [family, table]
+            depth = 1
+            continue
+        if line.startswith("chain ") and line.endswith("{"):
+            chain = line.split()[1]
+            depth = 2
+            continue
+        if line == "}":
+            depth -= 1
+            if depth <= 1:
+                chain = None
+            if depth == 0:
+                in_table = False
+            continue
+        if not in_table or chain is None or line.startswith(("type ", "policy ")):
+            continue
+        rules.append(_nft_rule(chain, line))
+    return rules
+
+
+def _nft_rule(chain: str, line: str) -> NatRule:
+    packets = bytes_ = 0
+    counter = _NFT_COUNTER_RE.search(line)
+    if counter:
+        packets, bytes_ = int(counter.group(1)), int(counter.group(2))
+    spec = _NFT_COUNTER_RE.sub("counter", line)
+    tokens = shlex.split(line)
+    target = ""
+    to_destination = None
+    dnat = _NFT_DNAT_RE.search(line)
+    if dnat:
+        target, to_destination = "DNAT", dnat.group(1)
+    elif "masquerade" in tokens:
+        target = "MASQUERADE"
+    elif "return" in tokens:
+        target = "RETURN"
+    elif "jump" in tokens:
+        target = tokens[tokens.index("jump") + 1]
+    return NatRule(
+        chain=chain,
+        spec=spec,
+        packets=packets,
+        bytes=bytes_,
+        syntax="nft",
+        target=target,
+        destination=_nft_match(tokens, ["ip", "daddr"]),
+        in_interface=_nft_match(tokens, ["iifname"]),
+        out_interface=_nft_match(tokens, ["oifname"]),
+        dport=_int_or_none(_nft_match(tokens, ["tcp", "dport"])),
+        to_destination=to_destination,
+        dst_type_local="fib daddr type local" in line,
+    )
+
+
+def _nft_match(tokens: list[str], key: list[str]) -> str | None:
+    """The value after a key such as `ip daddr`, with '!' for `!=`."""
+    n = len(key)
+    for i in range(len(tokens) - n):
+        if tokens[i : i + n] == key:
+            value = tokens[i + n]
+            if value == "!=" and i + n + 1 < len(tokens):
+                return "!" + tokens[i + n + 1]
+            return value
+    return None
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() else None
+
+
+# ---------------------------------------------------------------------------------------------
+# ss, ip addr, sysfs
+# ---------------------------------------------------------------------------------------------
+
+_SS_PROC_RE = re.compile(r'\("([^"]+)",pid=(\d+)')
+
+
+def parse_ss_listeners(text: str) -> list[Listener]:
+    """Listening TCP sockets from `ss -Hltnp` (process known only when run with privilege)."""
+    listeners: list[Listener] = []
+    for raw in text.splitlines():
+        parts = raw.split()
+        if len(parts) < 5 or parts[0] != "LISTEN":
+            continue
+        address, _, port = parts[3].rpartition(":")
+        if not port.isdigit():
+            continue
+        address = address.strip("[]").split("%", 1)[0]
+        process = pid = None
+        proc = _SS_PROC_RE.search(raw)
+        if proc:
+            process, pid = proc.group(1), int(proc.group(2))
+        listeners.append(Listener(local_address=address, port=int(port), process=process, pid=pid))
+    return listeners
+
+
+def ss_shows_processes(text: str) -> bool:
+    """ss prints the users:(...) column only for sockets the caller may see (root sees all)."""
+    return "users:((" in text
+
+
+def parse_ip_addr(text: str) -> list[LocalAddress]:
+    """IPv4 addresses from `ip -o addr` ('4: eth0    inet 192.0.2.2/24 ... scope global eth0')."""
+    found: list[LocalAddress] = []
+    for raw in text.splitlines():
+        parts = raw.split()
+        if len(parts) < 4 or parts[2] != "inet":
+            continue
+        address, _, prefix = parts[3].partition("/")
+        scope = parts[parts.index("scope") + 1] if "scope" in parts else ""
+        found.append(
+            LocalAddress(
+                ifname=parts[1].rstrip(":"),
+                address=address,
+                prefixlen=int(prefix or 32),
+                scope=scope,
+            )
+        )
+    return found
+
+
+def parse_host_links(text: str) -> list[HostLink]:
+    """Lines 'name ifindex [master]' (the capture format of /sys/class/net)."""
+    links: list[HostLink] = []
+    for raw in text.splitlines():
+        parts = raw.split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            links.append(HostLink(parts[0], int(parts[1]), parts[2] if len(parts) > 2 else None))
+    return links
+
+
+def parse_container_links(text: str) -> list[ContainerLink]:
+    """Lines 'container ifname iflink mac' (what capture.sh records from `docker exec cat`)."""
+    links: list[ContainerLink] = []
+    for raw in text.splitlines():
+        parts = raw.split()
+        if len(parts) == 4 and parts[2].isdigit():
+            links.append(ContainerLink(parts[0], parts[1], int(parts[2]), parts[3].lower()))
+    return links
+
+
+# ---------------------------------------------------------------------------------------------
+# Docker inspect JSON (CLI `docker ... inspect` or the API: the same documents)
+# ---------------------------------------------------------------------------------------------
+
+
+def _one(data: Any) -> dict[str, Any]:
+    """`docker inspect` prints a list; the API returns one object. Accept both."""
+    if isinstance(data, str):
+        data = json.loads(data)
+    if isinstance(data, list):
+        if len(data) != 1:
+            raise ParseError(f"expected one inspected object, got {len(data)}")
+        data = data[0]
+    if not isinstance(data, dict):
+        raise ParseError("inspect output is not a JSON object")
+    return data
+
+
+def parse_network_inspect(data: Any) -> BridgeHop:
+    """The bridge facts of a `docker network inspect` document (veths are filled in later)."""
+    net = _one(data)
+    configs = (net.get("IPAM") or {}).get("Config") or []
+    if not configs:
+        raise ParseError(f"network {net.get('Name')} has no IPAM config")
+    network_id = str(net["Id"])
+    options = net.get("Options") or {}
+    # Docker names a user-defined bridge br-<first 12 hex of the network id> unless told otherwise.
+    interface = options.get("com.docker.network.bridge.name") or f"br-{network_id[:12]}"
+    endpoints = []
+    for info in (net.get("Containers") or {}).values():
+        endpoints.append(
+            BridgeEndpoint(
+                container=str(info.get("Name", "")),
+                ipv4=str(info.get("IPv4Address", "")).split("/", 1)[0],
+                mac=str(info.get("MacAddress", "")).lower(),
+            )
+        )
+    endpoints.sort(key=lambda e: _ip_sort_key(e.ipv4))
+    return BridgeHop(
+        network_name=str(net["Name"]),
+        network_id=network_id,
+        interface=interface,
+        interface_present=False,
+        subnet=str(configs[0].get("Subnet", "")),
+        gateway=str(configs[0].get("Gateway", "")),
+        endpoints=endpoints,
+    )
+
+
+def network_labels(data: Any) -> dict[str, str]:
+    return dict(_one(data).get("Labels") or {})
+
+
+def _ip_sort_key(ip: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in ip.split(".")) if ip.count(".") == 3 else (999,)
+
+
+def parse_container_inspect(data: Any) -> ContainerInfo:
+    c = _one(data)
+    config = c.get("Config") or {}
+    env: dict[str, str] = {}
+    for item in config.get("Env") or []:
+        key, _, value = str(item).partition("=")
+        env[key] = value
+    bindings: list[PortBinding] = []
+    ports = (c.get("HostConfig") or {}).get("PortBindings") or {}
+    for key, hosts in ports.items():
+        cport, _, proto = str(key).partition("/")
+        for host in hosts or []:
+            bindings.append(
+                PortBinding(
+                    container_port=int(cport),
+                    protocol=proto or "tcp",
+                    # Docker leaves HostIp empty for "every address"; name it as ss does.
+                    host_ip=str(host.get("HostIp") or "0.0.0.0"),  # noqa: S104 - a label
+                    host_port=int(host.get("HostPort") or 0),
+                )
+            )
+    networks: dict[str, tuple[str, str]] = {}
+    for name, info in ((c.get("NetworkSettings") or {}).get("Networks") or {}).items():
+        networks[name] = (str(info.get("IPAddress", "")), str(info.get("MacAddress", "")).lower())
+    return ContainerInfo(
+        name=str(c.get("Name", "")).lstrip("/"),
+        running=bool((c.get("State") or {}).get("Running")),
+        labels=dict(config.get("Labels") or {}),
+        env=env,
+        port_bindings=bindings,
+        networks=networks,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# stack outputs and the services' JSON
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_stack_outputs(text: str, stack: str, source: str) -> StackOutputs:
+    """`pulumi stack output --json` (a JSON object). Raises ParseError naming a missing key."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"stack outputs are not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ParseError("stack outputs are not a JSON object")
+    missing = [k for k in OUTPUT_KEYS if k not in data]
+    if missing:
+        raise ParseError("stack outputs lack " + ", ".join(missing))
+    return StackOutputs(
+        stack=stack,
+        endpoint=str(data["endpoint"]),
+        internal_ip=str(data["internalIp"]),
+        external_ip=str(data["externalIp"]),
+        subnet=str(data["subnet"]),
+        gateway=str(data["gateway"]),
+        network_name=str(data["networkName"]),
+        internal_url=str(data["internalUrl"]),
+        source=source,
+    )
+
+
+def parse_service_response(text: str) -> dict[str, Any]:
+    """external's `GET /` JSON; checks the keys the trace reads."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"external did not answer JSON: {text[:200]!r}") from exc
+    if not isinstance(data, dict):
+        raise ParseError("external's answer is not a JSON object")
+    if "error" in data:
+        raise ParseError(f"external answered an error: {data.get('error')}: {data.get('message')}")
+    for key in ("client_ip", "container_ip", "upstream", "upstream_ms"):
+        if key not in data:
+            raise ParseError(f"external's answer lacks {key!r}")
+    if not isinstance(data["upstream"], dict) or "client_ip" not in data["upstream"]:
+        raise ParseError("external's answer has no upstream client_ip")
+    return data

@@ -1,0 +1,344 @@
+"""Text rendering of a Trace: the five hops, the nat explanation and the summary paragraph.
+
+Every sentence is built from collected facts; where a fact is missing the text says so instead of
+falling back to what the configuration says should be there.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+from packet_trace.analyze import WILDCARDS
+from packet_trace.model import BridgeHop, HostPortHop, NatHop, NatRule, ServiceHop, Trace
+
+WIDTH = 100
+
+
+def _wrap(text: str, indent: str = "   ") -> str:
+    return textwrap.fill(
+        text, WIDTH, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False
+    )
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:.1f} ms" if value is not None else "unknown"
+
+
+def _proxy(trace: Trace) -> str | None:
+    """'docker-proxy (pid N) on ADDR:PORT' for the listener that accepted the request."""
+    hop, req = trace.host_port, trace.request
+    if hop is None or req is None:
+        return None
+    for x in hop.listeners:
+        if x.local_address == req.target_ip or x.local_address in WILDCARDS:
+            who = f"{x.process} (pid {x.pid})" if x.process else "a process (name hidden: not root)"
+            return f"{who} on {x.local_address}:{x.port}"
+    return None
+
+
+def _rule_text(rule: NatRule) -> str:
+    return rule.spec if rule.syntax == "iptables" else f"{rule.chain}: {rule.spec}"
+
+
+# ---------------------------------------------------------------------------------------------
+# nat explanation and summary (also stored in the JSON)
+# ---------------------------------------------------------------------------------------------
+
+
+def explain_nat(trace: Trace) -> str:
+    nat, req, out = trace.nat, trace.request, trace.outputs
+    if nat is None or out is None:
+        return "The nat table was not examined."
+    if not nat.readable:
+        return (
+            "The nat table could not be read, so neither the DNAT rule nor its counter can be "
+            "shown; the request's path below is inferred from the listening socket alone."
+        )
+    if not nat.dnat_rules:
+        return (
+            f"No DNAT rule maps port {out.host_port} to {out.external_ip}: Docker adds it when "
+            "external starts with its port published and removes it when external stops."
+        )
+    rule = nat.dnat_rules[0]
+    to = rule.to_destination
+    if req is None or req.error == "not sent":
+        return f"No request was sent, so the counter of the DNAT rule to {to} was not exercised."
+    if req.path_kind == "dnat":
+        jump = next((r for r in nat.jump_rules if r.chain == "OUTPUT"), None)
+        jump_txt = f"`{_rule_text(jump)}`" if jump else "the OUTPUT rule"
+        why_jump = (
+            " and this OUTPUT jump does not exclude loopback (the userland proxy is off)"
+            if req.target_ip.startswith("127.")
+            else " outside 127.0.0.0/8"
+        )
+        return (
+            f"The request was opened by this host to {req.target_ip}:{req.port}, so it entered "
+            f"the nat table at OUTPUT (packets a host sends itself never pass PREROUTING). "
+            f"{jump_txt} sent it to the DOCKER chain, because {req.target_ip} is a local address"
+            f"{why_jump}, and the DNAT rule rewrote its destination to {to}: its "
+            f"counter moved by {nat.dnat_moved_by}. The nat table sees only the first packet of a "
+            f"connection; conntrack rewrites the rest and the replies without consulting it again. "
+            f"A packet from another host takes the same DNAT rule through PREROUTING."
+        )
+    gateway = out.gateway
+    seen = trace.services.external_client_ip if trace.services else None
+    seen_txt = f", which is the client_ip external reports ({seen})" if seen else ""
+    text = (
+        f"The request went to {req.target_ip}:{req.port}. The OUTPUT chain sends only "
+        f"destinations outside 127.0.0.0/8 to DOCKER, so a connection to loopback never meets the "
+        f"DNAT rule{' (no nat counter moved)' if not nat.moves else ''}. Instead "
+        f"{_proxy(trace) or 'docker-proxy'} accepted the connection and opened its own "
+        f"connection to {to} from {gateway}, the host's address on the stack's bridge{seen_txt}. "
+        f"That second connection is the host's own, to an address that is not local, so no DOCKER "
+        f"rule applies to it either."
+    )
+    if rule.destination and rule.destination.startswith("127."):
+        text += (
+            f" This DNAT rule matches only destination {rule.destination} (the port is published "
+            "on loopback): with the userland proxy on, no request from this host can move its "
+            "counter. It serves when the proxy is off (dockerd --userland-proxy=false), where the "
+            "OUTPUT jump also covers 127.0.0.0/8."
+        )
+    return text
+
+
+def _source_text(trace: Trace) -> str:
+    """What happened to the source address on the DNAT path, from the counters that moved."""
+    req, svc, nat = trace.request, trace.services, trace.nat
+    seen = svc.external_client_ip if svc else None
+    masqueraded = nat is not None and any(
+        m.chain == "POSTROUTING" and "MASQUERADE" in m.spec.upper() for m in nat.moves
+    )
+    if masqueraded:
+        tail = f", so external saw client {seen}" if seen else ""
+        return f"; a MASQUERADE rule in POSTROUTING replaced its source address{tail}"
+    if seen is None or req is None:
+        return ""
+    if seen == req.target_ip:
+        return (
+            f" with its source address unchanged: external saw client {seen} (a host connecting "
+            "to one of its own addresses uses that address as the source)"
+        )
+    return f"; external saw client {seen}"
+
+
+def summarize(trace: Trace) -> str:
+    """One plain-language paragraph of the path, from the facts collected."""
+    out, req, nat, br, svc = trace.outputs, trace.request, trace.nat, trace.bridge, trace.services
+    if out is None:
+        if any(p.code == "docker-unreachable" for p in trace.problems):
+            return (
+                f"Nothing to trace: Docker could not be reached and there are no outputs for "
+                f"stack {trace.stack}, so neither its port nor its containers are known."
+            )
+        return (
+            f"Nothing to trace: stack {trace.stack} has no outputs and no labelled Docker "
+            "resources on this host."
+        )
+    sentences: list[str] = []
+    bridge_txt = (
+        f"bridge {br.interface} ({br.subnet}, gateway {br.gateway})" if br else "the stack's bridge"
+    )
+    ext_ep = next((e for e in br.endpoints if e.ipv4 == out.external_ip), None) if br else None
+    veth_txt = f" and its veth {ext_ep.host_veth}" if ext_ep and ext_ep.host_veth else ""
+    rule = nat.dnat_rules[0] if nat and nat.dnat_rules else None
+    if req is None or req.error == "not sent":
+        sentences.append(f"No request was sent to port {out.host_port}.")
+    elif req.path_kind == "dnat":
+        counter = (
+            f" — its packet counter moved by {nat.dnat_moved_by}"
+            if nat and nat.dnat_moved_by is not None
+            else ""
+        )
+        rule_txt = f"`{rule.spec}`" if rule else "the DNAT rule"
+        sentences.append(
+            f"A request from this host to {req.target_ip}:{req.port} passed the nat table's "
+            f"OUTPUT chain into DOCKER, where {rule_txt} rewrote its destination to "
+            f"{rule.to_destination if rule else out.external_ip}{counter}. The kernel then "
+            f"routed it over {bridge_txt}{veth_txt} to external{_source_text(trace)}."
+        )
+    else:
+        proxy = _proxy(trace)
+        proxy_txt = f"by {proxy}" if proxy else "by a process on the host"
+        counter = ""
+        if rule is not None and nat is not None and nat.dnat_moved_by is not None:
+            counter = (
+                f", so the DNAT rule to {rule.to_destination} did not count it "
+                f"(+{nat.dnat_moved_by})"
+            )
+        elif nat is not None and not nat.readable:
+            counter = " (the nat table could not be read to confirm it)"
+        sentences.append(
+            f"A request to {req.target_ip}:{req.port} was accepted on the host {proxy_txt}; "
+            f"loopback traffic skips the nat table's DOCKER chain{counter}. That proxy then "
+            f"opened a new connection to external at {out.external_ip} over {bridge_txt}{veth_txt}"
+            + (
+                f", from {svc.external_client_ip} — the host's own address on the bridge — which "
+                f"is why external reports that address as its client"
+                if svc and svc.external_client_ip
+                else ""
+            )
+            + "."
+        )
+    if svc and svc.internal_client_ip:
+        sentences.append(
+            f"External then called internal at {svc.internal_url or out.internal_url} directly "
+            f"across the same bridge, without any NAT: internal saw client "
+            f"{svc.internal_client_ip}, external's own address."
+        )
+        sentences.append(
+            f"The whole request took {_ms(svc.total_ms)}, of which {_ms(svc.upstream_ms)} was "
+            "external waiting for internal."
+        )
+    elif req is not None and req.error not in (None, "not sent"):
+        sentences.append(f"The request failed ({req.error}), so the services' view is missing.")
+    if trace.problems:
+        sentences.append(
+            "Some facts could not be read ("
+            + ", ".join(sorted({p.code for p in trace.problems}))
+            + "); the problems listed say what to do."
+        )
+    return " ".join(sentences)
+
+
+# ---------------------------------------------------------------------------------------------
+# the text report
+# ---------------------------------------------------------------------------------------------
+
+
+def render_text(trace: Trace) -> str:
+    out = trace.outputs
+    lines = [f"Packet trace of stack '{trace.stack}'"]
+    if out is not None:
+        lines[0] += f" (facts from {out.source}): endpoint {out.endpoint}"
+    lines.append("")
+    lines += _hop1(trace.host_port, trace)
+    lines += _hop2(trace.nat, trace)
+    lines += _hop3(trace.bridge)
+    lines += _hop4(trace.services, trace)
+    lines += ["5. Summary", _wrap(trace.summary), ""]
+    if trace.problems:
+        lines.append("Problems (what could not be read, and what to do):")
+        for p in trace.problems:
+            lines.append(
+                textwrap.fill(
+                    f"- [{p.hop}] {p.message}", WIDTH, initial_indent="  ", subsequent_indent="    "
+                )
+            )
+            lines.append(_wrap(f"what to do: {p.remedy}", "    "))
+        lines.append("")
+    if trace.notes:
+        lines.append("Notes:")
+        lines += [
+            textwrap.fill(f"- {n}", WIDTH, initial_indent="  ", subsequent_indent="    ")
+            for n in trace.notes
+        ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _hop1(hop: HostPortHop | None, trace: Trace) -> list[str]:
+    if hop is None:
+        return ["1. Client -> host port: not read", ""]
+    lines = [f"1. Client -> host port {hop.port}"]
+    if hop.container_port is not None:
+        lines.append(
+            f"   published: {hop.bind_ip}:{hop.port} -> external's container port "
+            f"{hop.container_port}"
+        )
+    if not hop.listeners:
+        lines.append(
+            f"   listening socket: none on port {hop.port}. The userland proxy is off (or "
+            "external is down): only the DNAT rule below makes the port reachable."
+        )
+    for x in hop.listeners:
+        who = f"{x.process} (pid {x.pid})" if x.process else "process hidden (run as root)"
+        lines.append(f"   listening socket: {x.local_address}:{x.port}  held by {who}")
+    if any(x.process == "docker-proxy" for x in hop.listeners):
+        lines.append(
+            _wrap(
+                "docker-proxy is dockerd's userland proxy: a process on the host that accepts "
+                "connections the nat table does not rewrite (such as to 127.0.0.1) and relays "
+                "them to the container."
+            )
+        )
+    lines.append("")
+    return lines
+
+
+def _hop2(nat: NatHop | None, trace: Trace) -> list[str]:
+    if nat is None:
+        return ["2. NAT table: not read", ""]
+    backend = f", iptables backend {nat.backend}" if nat.backend else ""
+    lines = [f"2. NAT table (`{nat.command}`{backend})"]
+    if nat.readable and nat.dnat_rules:
+        lines.append("   DNAT rule, as the kernel holds it:")
+        lines += [f"     {_rule_text(r)}" for r in nat.dnat_rules]
+        lines.append("   reached from:")
+        lines += [f"     {_rule_text(r)}   [{r.packets} pkts]" for r in nat.jump_rules]
+    req = trace.request
+    if req is not None:
+        sent = "not sent" if req.error == "not sent" else "sent"
+        lines.append(f"   traced request ({sent}): GET http://{req.target_ip}:{req.port}/")
+        lines.append(_wrap(f"why this address: {req.reason}.", "     "))
+    if nat.readable and nat.dnat_rules and nat.dnat_moved_by is not None:
+        rule = nat.dnat_rules[0]
+        before = rule.packets
+        lines.append(
+            f"   DNAT packet counter: {before} before, {before + nat.dnat_moved_by} after "
+            f"(+{nat.dnat_moved_by})"
+        )
+    if nat.moves:
+        lines.append("   every nat counter that moved:")
+        for m in nat.moves:
+            lines.append(f"     {m.packets_before} -> {m.packets_after}  {m.chain}: {m.spec}")
+    elif nat.readable and req is not None and req.error != "not sent":
+        lines.append("   every nat counter that moved: none")
+    lines.append(_wrap(nat.explanation))
+    lines.append("")
+    return lines
+
+
+def _hop3(br: BridgeHop | None) -> list[str]:
+    if br is None:
+        return ["3. Bridge: not read", ""]
+    present = "" if br.interface_present else "  (NOT present on this host)"
+    lines = [
+        f"3. Bridge {br.interface}{present}",
+        f"   network {br.network_name} (id {br.network_id[:12]}), subnet {br.subnet}, "
+        f"gateway {br.gateway} (the host's own address on the bridge)",
+        f"   {'container':<28} {'ip':<15} {'mac':<18} {'inside':<7} host veth (ifindex) -> master",
+    ]
+    for e in br.endpoints:
+        veth = f"{e.host_veth} ({e.host_ifindex}) -> {e.veth_master}" if e.host_veth else "unknown"
+        lines.append(
+            f"   {e.container:<28} {e.ipv4:<15} {e.mac:<18} {e.container_ifname or '?':<7} {veth}"
+        )
+    lines.append("")
+    return lines
+
+
+def _hop4(svc: ServiceHop | None, trace: Trace) -> list[str]:
+    if svc is None:
+        return ["4. External -> internal: no answer to read", ""]
+    lines = ["4. External -> internal"]
+    url = svc.internal_url or "unknown (external's env not readable)"
+    lines.append(f"   external called INTERNAL_URL={url} (from its container's env)")
+    if svc.external_client_ip is not None:
+        lines.append(
+            f"   external ({svc.external_container_ip}, hostname {svc.external_hostname}) saw "
+            f"client {svc.external_client_ip}"
+        )
+        lines.append(
+            f"   internal ({svc.internal_container_ip}, hostname {svc.internal_hostname}) saw "
+            f"client {svc.internal_client_ip}"
+        )
+    lines.append(f"   client <-> external: {_ms(svc.total_ms)} (whole request, measured here)")
+    lines.append(f"   external <-> internal: {_ms(svc.upstream_ms)} (upstream_ms from external)")
+    lines.append("")
+    return lines
+
+
+def render_json(trace: Trace) -> str:
+    return json.dumps(trace.to_dict(), indent=2, sort_keys=False)

@@ -1,0 +1,188 @@
+"""The default stack, deployed for real: answer, wiring, idempotence, redeploy, outage."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from typing import Any
+
+import docker
+
+from tests.e2e import harness
+from tests.e2e.conftest import ALT_CONFIG, DeployedStack
+
+
+def test_outputs_match_the_default_config(deployed_stack: DeployedStack) -> None:
+    out = deployed_stack.outputs
+    assert out["endpoint"] == "http://localhost:8090"
+    assert out["subnet"] == "172.13.0.0/16"
+    assert out["gateway"] == "172.13.0.1"
+    assert out["internalIp"] == "172.13.0.2"
+    assert out["externalIp"] == "172.13.0.3"
+    assert out["internalUrl"] == "http://172.13.0.2:8080"
+    assert out["networkName"] == f"c2c-{deployed_stack.name}-net"
+
+
+def test_endpoint_answers_with_the_chained_json(deployed_stack: DeployedStack) -> None:
+    status, body, _ = harness.get_json(deployed_stack.outputs["endpoint"])
+    assert status == 200
+    assert body["service"] == "external"
+    assert body["container_ip"] == "172.13.0.3"
+    # curl to localhost is accepted by docker-proxy, which opens a new connection to the
+    # container from the bridge's gateway address.
+    assert body["client_ip"] == "172.13.0.1"
+    upstream = body["upstream"]
+    assert upstream["service"] == "internal"
+    assert upstream["container_ip"] == "172.13.0.2"
+    # internal saw external's own address: container to container, straight over the bridge.
+    assert upstream["client_ip"] == "172.13.0.3"
+    assert isinstance(body["upstream_ms"], float)
+    assert body["upstream_ms"] > 0
+
+
+def test_containers_sit_on_the_bridge_with_the_configured_ips(
+    deployed_stack: DeployedStack, docker_client: docker.DockerClient
+) -> None:
+    network = docker_client.networks.get(deployed_stack.outputs["networkName"])
+    assert network.attrs["Driver"] == "bridge"
+    ipam = network.attrs["IPAM"]["Config"][0]
+    assert (ipam["Subnet"], ipam["Gateway"]) == ("172.13.0.0/16", "172.13.0.1")
+    assert network.attrs["Labels"]["c2c.stack"] == deployed_stack.name
+    attached = {
+        c["Name"]: c["IPv4Address"].split("/")[0] for c in network.attrs["Containers"].values()
+    }
+    assert attached == {
+        f"c2c-{deployed_stack.name}-internal": "172.13.0.2",
+        f"c2c-{deployed_stack.name}-external": "172.13.0.3",
+    }
+
+
+def test_only_external_publishes_a_port(
+    deployed_stack: DeployedStack, docker_client: docker.DockerClient
+) -> None:
+    internal = docker_client.containers.get(f"c2c-{deployed_stack.name}-internal")
+    external = docker_client.containers.get(f"c2c-{deployed_stack.name}-external")
+    assert not internal.attrs["HostConfig"]["PortBindings"]
+    assert not any(internal.attrs["NetworkSettings"]["Ports"].values() or [None])
+    bindings = external.attrs["HostConfig"]["PortBindings"]
+    assert list(bindings) == ["8081/tcp"]
+    assert [b["HostPort"] for b in bindings["8081/tcp"]] == ["8090"]
+
+
+def _nat_rules() -> str:
+    return subprocess.run(
+        ["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_nat_table_holds_the_dnat_rule(deployed_stack: DeployedStack) -> None:
+    rules = [line for line in _nat_rules().splitlines() if "DNAT" in line]
+    expected = [r for r in rules if "--dport 8090" in r and "172.13.0.3:8081" in r]
+    assert expected, "no DNAT 8090 -> 172.13.0.3:8081 in:\n" + "\n".join(rules)
+    assert not any("172.13.0.2" in r for r in rules), "internal must have no DNAT rule"
+
+
+def _plan_ops(plan: dict[str, Any]) -> dict[str, str]:
+    """urn suffix (type::name) -> op, for every step that is not 'same'."""
+    return {
+        step["urn"].split("::", 2)[-1]: step["op"]
+        for step in plan.get("steps", [])
+        if step["op"] != "same"
+    }
+
+
+def test_second_up_changes_nothing(deployed_stack: DeployedStack) -> None:
+    deployed_stack.stack.pulumi("preview", "--expect-no-changes")
+    up = deployed_stack.stack.pulumi("up", "--yes", "--expect-no-changes", "--skip-preview")
+    assert "error" not in up.stderr.lower()
+
+
+def test_internal_stopped_gives_502_then_recovers(
+    deployed_stack: DeployedStack, docker_client: docker.DockerClient
+) -> None:
+    endpoint = deployed_stack.outputs["endpoint"]
+    internal = docker_client.containers.get(f"c2c-{deployed_stack.name}-internal")
+    internal.stop(timeout=5)
+    try:
+        status, body, elapsed = harness.get_json(endpoint)
+        assert status == 502
+        assert body["status"] == 502
+        assert elapsed < 2.0
+    finally:
+        internal.start()
+    harness.wait_for_status(endpoint, 200, within=30)
+
+
+def _internal_code_change(project_dir: Any) -> str:
+    """Edit the copy's internal service so its answer shows a new field; return the value."""
+    marker = "redeployed-by-e2e"
+    views = project_dir / "services" / "internal" / "internal_service" / "views.py"
+    source = views.read_text()
+    assert '"service": "internal"' in source, "the internal view's answer moved; update this test"
+    views.write_text(
+        source.replace('"service": "internal"', f'"service": "internal", "revision": "{marker}"', 1)
+    )
+    return marker
+
+
+def test_code_change_replaces_only_internal(
+    deployed_stack: DeployedStack, docker_client: docker.DockerClient
+) -> None:
+    name = deployed_stack.name
+    before = {
+        svc: docker_client.containers.get(f"c2c-{name}-{svc}").id
+        for svc in ("internal", "external")
+    }
+    marker = _internal_code_change(deployed_stack.stack.workdir)
+
+    ops = _plan_ops(deployed_stack.stack.preview())
+    changed = {urn for urn in ops}
+    assert all("internal" in urn for urn in changed), ops
+    assert any(urn.startswith("docker:index/container:Container::") for urn in changed), ops
+    assert any(urn.startswith("docker:index/image:Image::") for urn in changed), ops
+
+    with harness.timed(f"{name}: pulumi up after internal code change"):
+        deployed_stack.stack.up()
+    after = {
+        svc: docker_client.containers.get(f"c2c-{name}-{svc}").id
+        for svc in ("internal", "external")
+    }
+    assert after["internal"] != before["internal"]
+    assert after["external"] == before["external"]
+    harness.wait_for_status(deployed_stack.outputs["endpoint"], 200, within=30)
+    status, body, _ = harness.get_json(deployed_stack.outputs["endpoint"])
+    assert status == 200
+    assert body["upstream"]["revision"] == marker
+    assert body["upstream"]["container_ip"] == "172.13.0.2"
+
+
+def test_second_stack_lives_beside_the_first(
+    deployed_stack: DeployedStack, alt_stack: DeployedStack, docker_client: docker.DockerClient
+) -> None:
+    out = alt_stack.outputs
+    assert out["endpoint"] == f"http://localhost:{ALT_CONFIG['hostPort']}"
+    assert out["internalUrl"] == (f"http://{ALT_CONFIG['internalIp']}:{ALT_CONFIG['internalPort']}")
+    status, body, _ = harness.get_json(out["endpoint"])
+    assert status == 200
+    assert body["container_ip"] == ALT_CONFIG["externalIp"]
+    assert body["client_ip"] == ALT_CONFIG["gateway"]
+    assert body["upstream"]["container_ip"] == ALT_CONFIG["internalIp"]
+    assert body["upstream"]["client_ip"] == ALT_CONFIG["externalIp"]
+    assert ipaddress.ip_address(body["upstream"]["client_ip"]) in ipaddress.ip_network(
+        ALT_CONFIG["subnet"]
+    )
+    # The first stack still answers on its own port.
+    assert harness.get_json(deployed_stack.outputs["endpoint"])[0] == 200
+    nat = _nat_rules()
+    alt_dnat = f"--dport {ALT_CONFIG['hostPort']} "
+    alt_target = f"{ALT_CONFIG['externalIp']}:{ALT_CONFIG['externalPort']}"
+    assert any(alt_dnat in r and alt_target in r for r in nat.splitlines()), nat
+
+
+def test_destroy_of_the_second_stack_leaves_nothing(
+    alt_stack: DeployedStack, docker_client: docker.DockerClient
+) -> None:
+    alt_stack.stack.destroy()
+    left = harness.stack_resources(docker_client, alt_stack.name)
+    assert left == {"containers": [], "networks": [], "images": []}
+    assert alt_stack.stack.resource_count() == 0

@@ -1,0 +1,130 @@
+"""Fixtures for the integration tests: the services as real gunicorn processes on loopback.
+
+Each process binds 127.0.0.1 on a free port (the config's 0.0.0.0 is overridden on the command
+line), writes its stdout/stderr to files under the test's tmp_path, and is always stopped at
+teardown, killed if it does not stop in time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+import requests
+
+from tests.integration.upstream_stub import stub_upstream
+
+__all__ = ["stub_upstream"]  # a fixture: pytest finds it in this conftest
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Service:
+    """One gunicorn master (with its workers) serving internal_service or external_service."""
+
+    name: str  # "internal" or "external"
+    port: int
+    env: dict[str, str]
+    logs: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def stdout(self) -> Path:
+        return self.logs / f"{self.name}.out"
+
+    def start(self) -> float:
+        """Start and wait until /healthz answers; returns the seconds that took."""
+        started = time.perf_counter()
+        package = f"{self.name}_service"
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": str(ROOT / "services" / self.name),
+            "PYTHONUNBUFFERED": "1",
+            "PORT": str(self.port),
+            **self.env,
+        }
+        command = [sys.executable, "-m", "gunicorn", "--config", f"python:{package}.gunicorn_conf"]
+        command += ["--bind", f"127.0.0.1:{self.port}"]
+        with self.stdout.open("ab") as out, (self.logs / f"{self.name}.err").open("ab") as err:
+            self.process = subprocess.Popen(command, env=env, stdout=out, stderr=err, cwd=ROOT)
+        self._wait_healthy(started + START_TIMEOUT)
+        return time.perf_counter() - started
+
+    def _wait_healthy(self, deadline: float) -> None:
+        assert self.process is not None
+        while time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                errors = (self.logs / f"{self.name}.err").read_text(errors="replace")
+                pytest.fail(f"{self.name} exited with {self.process.returncode}:\n{errors}")
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        pytest.fail(f"{self.name} did not answer /healthz within {START_TIMEOUT} s")
+
+    def stop(self) -> None:
+        """Graceful stop (SIGTERM, what `docker stop` sends); SIGKILL if it hangs."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=STOP_TIMEOUT)
+
+    def log_lines(self) -> list[str]:
+        return self.stdout.read_text(errors="replace").splitlines()
+
+
+class StartService(Protocol):
+    def __call__(self, name: str, **env: str) -> Service: ...
+
+
+@pytest.fixture
+def start_service(tmp_path: Path) -> Iterator[StartService]:
+    """Start services on free loopback ports; every one is stopped at teardown."""
+    services: list[Service] = []
+
+    def start(name: str, **env: str) -> Service:
+        service = Service(name, free_port(), env, tmp_path)
+        services.append(service)
+        service.start()
+        return service
+
+    yield start
+    for service in reversed(services):
+        service.stop()
+
+
+@pytest.fixture
+def internal(start_service: StartService) -> Service:
+    return start_service("internal")
+
+
+@pytest.fixture
+def external(start_service: StartService, internal: Service) -> Service:
+    return start_service("external", INTERNAL_URL=internal.url)

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from c2c_infra import component
+from tests.unit.infra.infra_harness import project_defaults, write_service
+
+
+@pytest.fixture
+def services_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Fake build contexts, used by the program instead of the repo's services/."""
+    root = tmp_path / "services"
+    for service in ("internal", "external"):
+        write_service(root, service)
+    monkeypatch.setattr(component, "SERVICES_DIR", root)
+    return root
+
+
+@pytest.fixture
+def defaults() -> dict[str, str]:
+    return project_defaults()

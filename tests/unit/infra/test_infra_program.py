@@ -1,0 +1,343 @@
+"""infra/__main__.py under Pulumi mocks: every resource, input, option and export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from c2c_infra import ConfigError
+from c2c_infra.context_hash import context_tag
+from tests.unit.infra.infra_harness import (
+    COMPONENT,
+    CONTAINER,
+    NETWORK,
+    REMOTE_IMAGE,
+    RecordingMocks,
+    Registration,
+    Run,
+    fake_image_id,
+    run_main,
+)
+
+STAGING = {
+    "subnet": "10.213.0.0/24",
+    "gateway": "10.213.0.254",
+    "internalIp": "10.213.0.10",
+    "externalIp": "10.213.0.11",
+    "hostPort": "9090",
+    "externalPort": "9081",
+    "internalPort": "9080",
+    "hostBindAddress": "127.0.0.1",
+    "baseImage": "c2c-base/python:3.11-bookworm",
+    "upstreamConnectTimeoutMs": "250",
+    "upstreamReadTimeoutMs": "1500",
+    "upstreamRetries": "0",
+    "restartPolicy": "unless-stopped",
+    "memoryLimitMb": "128",
+}
+
+
+@pytest.fixture
+def dev(services_dir: Path, defaults: dict[str, str]) -> Run:
+    return run_main(defaults)
+
+
+def env_of(container: Registration) -> dict[str, str]:
+    pairs = (entry.split("=", 1) for entry in container.inputs["envs"])
+    return {key: value for key, value in pairs}
+
+
+def labels_of(entry: Registration) -> dict[str, str]:
+    return {label["label"]: label["value"] for label in entry.inputs["labels"]}
+
+
+# --- network ----------------------------------------------------------------------------
+
+
+def test_one_user_defined_bridge_with_the_configured_ipam(dev: Run) -> None:
+    (network,) = dev.of_type(NETWORK)
+    assert network.inputs["name"] == "c2c-dev-net"
+    assert network.inputs["driver"] == "bridge"
+    assert network.inputs["ipamConfigs"] == [{"subnet": "172.13.0.0/16", "gateway": "172.13.0.1"}]
+    assert labels_of(network) == {"c2c.project": "c2c", "c2c.stack": "dev"}
+    # Fixed name: a replacement must remove the old network first.
+    assert network.delete_before_replace
+
+
+# --- containers -------------------------------------------------------------------------
+
+
+def test_each_container_has_its_static_ip_on_the_bridge(dev: Run) -> None:
+    for name, address in (("c2c-dev-internal", "172.13.0.2"), ("c2c-dev-external", "172.13.0.3")):
+        container = dev.container(name)
+        assert container.inputs["networksAdvanced"] == [
+            {"name": "c2c-dev-net", "ipv4Address": address}
+        ]
+        assert container.inputs["hostname"] == name
+
+
+def test_only_external_publishes_exactly_host_port_to_external_port(dev: Run) -> None:
+    assert "ports" not in dev.container("c2c-dev-internal").inputs
+    assert dev.container("c2c-dev-external").inputs["ports"] == [
+        {"internal": 8081, "external": 8090, "ip": "0.0.0.0", "protocol": "tcp"}
+    ]
+    assert len([c for c in dev.of_type(CONTAINER) if c.inputs.get("ports")]) == 1
+    assert len(dev.of_type(CONTAINER)) == 2
+
+
+def test_external_reaches_internal_by_its_static_ip(dev: Run) -> None:
+    env = env_of(dev.container("c2c-dev-external"))
+    assert env["INTERNAL_URL"] == "http://172.13.0.2:8080"
+    assert env["PORT"] == "8081"
+    assert env["UPSTREAM_CONNECT_TIMEOUT"] == "1.0"
+    assert env["UPSTREAM_READ_TIMEOUT"] == "3.0"
+    assert env["UPSTREAM_RETRIES"] == "3"
+
+
+def test_internal_listens_on_its_port_and_knows_no_upstream(dev: Run) -> None:
+    env = env_of(dev.container("c2c-dev-internal"))
+    assert env == {"PORT": "8080", "WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "4"}
+
+
+@pytest.mark.parametrize(("name", "port"), [("c2c-dev-internal", 8080), ("c2c-dev-external", 8081)])
+def test_container_hardening(dev: Run, name: str, port: int) -> None:
+    inputs = dev.container(name).inputs
+    assert inputs["user"] == "10001:10001"
+    assert inputs["readOnly"] is True
+    assert inputs["tmpfs"] == {"/tmp": "rw,noexec,nosuid,nodev,size=16m"}
+    assert inputs["capabilities"] == {"drops": ["ALL"]}
+    assert "adds" not in inputs["capabilities"]
+    assert inputs["securityOpts"] == ["no-new-privileges:true"]
+    assert inputs["memory"] == 256
+    assert inputs["ulimits"] == [{"name": "nproc", "soft": 512, "hard": 512}]
+    assert inputs["restart"] == "on-failure"
+    assert inputs["maxRetryCount"] == 5
+    assert inputs["mustRun"] is True
+    assert inputs["wait"] is True
+    assert inputs["waitTimeout"] == 90
+    assert inputs["destroyGraceSeconds"] == 10
+    assert inputs["logDriver"] == "json-file"
+    assert inputs["logOpts"] == {"max-size": "10m", "max-file": "3"}
+    assert "privileged" not in inputs
+    health = inputs["healthcheck"]
+    assert health["tests"][:3] == ["CMD", "python3", "-c"]
+    assert f"http://127.0.0.1:{port}/healthz" in health["tests"][3]
+    assert (health["interval"], health["timeout"], health["startPeriod"], health["retries"]) == (
+        "5s",
+        "3s",
+        "15s",
+        3,
+    )
+
+
+def test_container_labels_name_project_stack_and_service(dev: Run) -> None:
+    for service in ("internal", "external"):
+        assert labels_of(dev.container(f"c2c-dev-{service}")) == {
+            "c2c.project": "c2c",
+            "c2c.stack": "dev",
+            "c2c.service": service,
+        }
+
+
+def test_replacement_and_ordering_options(dev: Run) -> None:
+    internal = dev.container("c2c-dev-internal")
+    external = dev.container("c2c-dev-external")
+    (network,) = dev.of_type(NETWORK)
+    for container, service in ((internal, "internal"), (external, "external")):
+        # Fixed name and static IP: the old container must go before the new one starts.
+        assert container.delete_before_replace
+        assert network.urn in container.dependencies
+        tag_owner = dev.only(REMOTE_IMAGE, name=dev.image(service).inputs["imageName"])
+        assert tag_owner.urn in container.dependencies
+    assert internal.urn in external.dependencies
+    assert external.urn not in internal.dependencies
+
+
+def test_everything_is_a_child_of_the_service_pair(dev: Run) -> None:
+    (pair,) = dev.of_type(COMPONENT)
+    assert pair.name == "c2c"
+    children = [entry for entry in dev.registered if entry.type != COMPONENT]
+    assert len(children) == 7  # network, 2 images, 2 tag owners, 2 containers
+    for child in children:
+        assert child.parent == pair.urn, child.name
+
+
+# --- images -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", ["internal", "external"])
+def test_images_are_built_locally_from_their_service_context(
+    dev: Run, services_dir: Path, service: str
+) -> None:
+    image = dev.image(service)
+    context = services_dir / service
+    args = {"BASE_IMAGE": "python:3.11-slim", "C2C_STACK": "dev"}
+    assert image.inputs["imageName"] == f"c2c-dev-{service}:{context_tag(context, args)}"
+    assert image.inputs["build"] == {
+        "context": str(context),
+        "dockerfile": str(context / "Dockerfile"),
+        "args": args,
+        "builderVersion": "BuilderV1",
+    }
+    assert image.inputs["skipPush"] is True
+    assert image.inputs["buildOnPreview"] is False
+    owner = dev.only(REMOTE_IMAGE, name=image.inputs["imageName"])
+    assert owner.inputs["keepLocally"] is False
+    assert "build" not in owner.inputs
+
+
+@pytest.mark.parametrize("service", ["internal", "external"])
+def test_each_container_runs_its_own_image_by_id(dev: Run, service: str) -> None:
+    image_name = dev.image(service).inputs["imageName"]
+    assert dev.container(f"c2c-dev-{service}").inputs["image"] == fake_image_id(image_name)
+
+
+def test_default_services_dir_is_the_repo_services_folder() -> None:
+    from c2c_infra import component
+    from tests.unit.infra.infra_harness import REPO_ROOT
+
+    assert component.default_services_dir() == REPO_ROOT / "services"
+
+
+# --- exports ----------------------------------------------------------------------------
+
+
+def test_exports(dev: Run) -> None:
+    internal = dev.image("internal").inputs["imageName"]
+    external = dev.image("external").inputs["imageName"]
+    assert dev.outputs == {
+        "endpoint": "http://localhost:8090",
+        "internalIp": "172.13.0.2",
+        "externalIp": "172.13.0.3",
+        "subnet": "172.13.0.0/16",
+        "gateway": "172.13.0.1",
+        "networkName": "c2c-dev-net",
+        "internalUrl": "http://172.13.0.2:8080",
+        "internalImage": internal,
+        "externalImage": external,
+    }
+
+
+def test_the_component_registers_the_same_outputs(dev: Run) -> None:
+    (pair,) = dev.of_type(COMPONENT)
+    assert dev.resource_outputs[pair.urn] == dev.outputs
+
+
+# --- another stack ----------------------------------------------------------------------
+
+
+def test_a_non_default_config_and_stack_flow_through(
+    services_dir: Path, defaults: dict[str, str]
+) -> None:
+    run = run_main({**defaults, **STAGING}, stack="staging")
+    (network,) = run.of_type(NETWORK)
+    assert network.inputs["name"] == "c2c-staging-net"
+    assert network.inputs["ipamConfigs"] == [{"subnet": "10.213.0.0/24", "gateway": "10.213.0.254"}]
+    internal = run.container("c2c-staging-internal")
+    external = run.container("c2c-staging-external")
+    assert internal.inputs["networksAdvanced"][0]["ipv4Address"] == "10.213.0.10"
+    assert external.inputs["networksAdvanced"][0]["name"] == "c2c-staging-net"
+    assert external.inputs["networksAdvanced"][0]["ipv4Address"] == "10.213.0.11"
+    assert external.inputs["ports"] == [
+        {"internal": 9081, "external": 9090, "ip": "127.0.0.1", "protocol": "tcp"}
+    ]
+    env = env_of(external)
+    assert env["INTERNAL_URL"] == "http://10.213.0.10:9080"
+    assert env["PORT"] == "9081"
+    assert (env["UPSTREAM_CONNECT_TIMEOUT"], env["UPSTREAM_READ_TIMEOUT"]) == ("0.25", "1.5")
+    assert env["UPSTREAM_RETRIES"] == "0"
+    assert env_of(internal)["PORT"] == "9080"
+    assert internal.inputs["memory"] == 128
+    assert internal.inputs["restart"] == "unless-stopped"
+    assert "maxRetryCount" not in internal.inputs  # Docker refuses it outside on-failure
+    assert labels_of(internal)["c2c.stack"] == "staging"
+    image = run.image("internal")
+    assert image.inputs["imageName"].startswith("c2c-staging-internal:")
+    assert image.inputs["build"]["args"] == {
+        "BASE_IMAGE": "c2c-base/python:3.11-bookworm",
+        "C2C_STACK": "staging",
+    }
+    assert run.outputs["endpoint"] == "http://127.0.0.1:9090"
+    assert run.outputs["internalUrl"] == "http://10.213.0.10:9080"
+    assert run.outputs["networkName"] == "c2c-staging-net"
+    assert run.outputs["subnet"] == "10.213.0.0/24"
+
+
+# --- what a change does -----------------------------------------------------------------
+
+
+def test_an_unchanged_program_declares_identical_inputs(
+    services_dir: Path, defaults: dict[str, str]
+) -> None:
+    first, second = run_main(defaults), run_main(defaults)
+    assert first.inputs_by_name() == second.inputs_by_name()
+    assert len(first.inputs_by_name()) == 8
+
+
+def test_a_change_to_internal_code_changes_only_internal_image_and_container(
+    services_dir: Path, defaults: dict[str, str]
+) -> None:
+    before = run_main(defaults)
+    (services_dir / "internal" / "app" / "main.py").write_text("SERVICE = 'internal v2'\n")
+    after = run_main(defaults)
+    old, new = before.inputs_by_name(), after.inputs_by_name()
+    assert set(old) == set(new)
+    changed = {name for name in old if old[name] != new[name]}
+    assert changed == {"c2c-internal-image", "c2c-internal-image-tag", "c2c-internal"}
+    assert (
+        after.container("c2c-dev-internal").inputs["image"]
+        != before.container("c2c-dev-internal").inputs["image"]
+    )
+
+
+def test_an_ignored_file_changes_nothing(services_dir: Path, defaults: dict[str, str]) -> None:
+    before = run_main(defaults)
+    cache = services_dir / "internal" / "app" / "__pycache__"
+    cache.mkdir()
+    (cache / "main.cpython-311.pyc").write_bytes(b"\x00")
+    after = run_main(defaults)
+    assert before.inputs_by_name() == after.inputs_by_name()
+
+
+# --- invalid config ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"subnet": "172.13.0.0/33"}, "c2c:subnet"),
+        ({"gateway": "172.14.0.1"}, "c2c:gateway"),
+        ({"internalIp": "172.13.255.255"}, "c2c:internalIp"),
+        ({"externalIp": "172.13.0.1"}, "c2c:externalIp"),
+        ({"externalIp": "172.13.0.2"}, "c2c:externalIp"),
+        ({"hostPort": "65536"}, "c2c:hostPort"),
+        ({"internalPort": "0"}, "c2c:internalPort"),
+        ({"baseImage": ""}, "c2c:baseImage"),
+    ],
+)
+def test_invalid_config_stops_the_program_before_any_resource(
+    services_dir: Path, defaults: dict[str, str], overrides: dict[str, str], key: str
+) -> None:
+    mocks = RecordingMocks()
+    with pytest.raises(ConfigError) as caught:
+        run_main({**defaults, **overrides}, mocks=mocks)
+    assert str(caught.value).startswith(f"{key}: ")
+    assert mocks.registered == []
+
+
+def test_a_missing_key_stops_the_program_before_any_resource(
+    services_dir: Path, defaults: dict[str, str]
+) -> None:
+    config = {key: value for key, value in defaults.items() if key != "internalIp"}
+    mocks = RecordingMocks()
+    with pytest.raises(ConfigError, match=r"^c2c:internalIp: is required"):
+        run_main(config, mocks=mocks)
+    assert mocks.registered == []
+
+
+def test_the_same_mocks_do_record_a_valid_run(services_dir: Path, defaults: dict[str, str]) -> None:
+    # Guards the two tests above: an empty record must mean "nothing declared".
+    mocks = RecordingMocks()
+    run_main(defaults, mocks=mocks)
+    assert len(mocks.registered) == 8

@@ -1,0 +1,128 @@
+"""Both services' settings: bounded defaults, and one clear error naming a bad variable."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from types import ModuleType
+
+import pytest
+
+import external_service.settings as ext
+import internal_service.settings as int_
+
+URL = {"INTERNAL_URL": "http://172.13.0.2:8080"}
+
+
+def test_internal_defaults_and_overrides() -> None:
+    assert int_.Settings.from_env({}) == int_.Settings(port=8080, workers=2, threads=4)
+    env = {"PORT": "9000", "WEB_CONCURRENCY": " 3 ", "GUNICORN_THREADS": "8"}
+    assert int_.Settings.from_env(env) == int_.Settings(port=9000, workers=3, threads=8)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORT", "0"),
+        ("PORT", "65536"),
+        ("PORT", "80a"),
+        ("PORT", "-1"),
+        ("PORT", "8080.0"),
+        ("WEB_CONCURRENCY", "0"),
+        ("GUNICORN_THREADS", "1000"),
+    ],
+)
+def test_internal_rejects_with_the_variable_named(name: str, value: str) -> None:
+    with pytest.raises(int_.SettingsError, match=f"^{name}="):
+        int_.Settings.from_env({name: value})
+
+
+def test_external_defaults() -> None:
+    settings = ext.Settings.from_env(URL)
+    assert settings == ext.Settings(
+        internal_url="http://172.13.0.2:8080",
+        port=8081,
+        connect_timeout=1.0,
+        read_timeout=3.0,
+        retries=3,
+        backoff=0.1,
+        workers=2,
+        threads=4,
+    )
+
+
+def test_external_overrides_and_trailing_slash() -> None:
+    env = {
+        "INTERNAL_URL": "https://internal.example:8443/base/",
+        "UPSTREAM_CONNECT_TIMEOUT": "0.25",
+        "UPSTREAM_READ_TIMEOUT": "60",
+        "UPSTREAM_RETRIES": "0",
+        "UPSTREAM_BACKOFF": "0",
+    }
+    settings = ext.Settings.from_env(env)
+    assert settings.internal_url == "https://internal.example:8443/base"
+    assert (settings.connect_timeout, settings.read_timeout) == (0.25, 60.0)
+    assert (settings.retries, settings.backoff) == (0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("INTERNAL_URL", ""),
+        ("INTERNAL_URL", "172.13.0.2:8080"),
+        ("INTERNAL_URL", "ftp://172.13.0.2"),
+        ("INTERNAL_URL", "http://"),
+        ("INTERNAL_URL", "http://host:99999"),
+        ("INTERNAL_URL", "http://host:0"),
+        ("INTERNAL_URL", "http://host:port"),
+        ("INTERNAL_URL", "http://host/?q=1"),
+        ("UPSTREAM_CONNECT_TIMEOUT", "0.01"),
+        ("UPSTREAM_CONNECT_TIMEOUT", "11"),
+        ("UPSTREAM_READ_TIMEOUT", "nan"),
+        ("UPSTREAM_READ_TIMEOUT", "inf"),
+        ("UPSTREAM_READ_TIMEOUT", "3s"),
+        ("UPSTREAM_RETRIES", "11"),
+        ("UPSTREAM_RETRIES", "1.5"),
+        ("UPSTREAM_BACKOFF", "-0.1"),
+        ("PORT", "70000"),
+        ("WEB_CONCURRENCY", "0"),
+    ],
+)
+def test_external_rejects_with_the_variable_named(name: str, value: str) -> None:
+    with pytest.raises(ext.SettingsError, match=f"^{name}"):
+        ext.Settings.from_env({**URL, name: value})
+
+
+def test_missing_internal_url_is_named() -> None:
+    with pytest.raises(ext.SettingsError, match=r"^INTERNAL_URL is required"):
+        ext.Settings.from_env({})
+
+
+def _fresh_import(name: str) -> ModuleType:
+    sys.modules.pop(name, None)  # the config module reads the environment at import
+    return importlib.import_module(name)
+
+
+@pytest.mark.parametrize("service", ["internal_service", "external_service"])
+def test_gunicorn_config_follows_the_environment(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INTERNAL_URL", URL["INTERNAL_URL"])
+    monkeypatch.setenv("PORT", "8123")
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    conf = _fresh_import(f"{service}.gunicorn_conf")
+    assert conf.bind == ["0.0.0.0:8123"]
+    assert conf.workers == 3
+    assert conf.worker_tmp_dir == "/dev/shm"  # the root filesystem is read-only
+    assert conf.accesslog is None  # the app writes the one access line itself
+    assert conf.wsgi_app == f"{service}:create_app()"
+
+
+@pytest.mark.parametrize("service", ["internal_service", "external_service"])
+def test_gunicorn_config_stops_with_one_line_naming_the_variable(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INTERNAL_URL", URL["INTERNAL_URL"])
+    monkeypatch.setenv("PORT", "http")
+    with pytest.raises(SystemExit, match=f"^{service}: invalid setting: PORT='http'"):
+        _fresh_import(f"{service}.gunicorn_conf")
