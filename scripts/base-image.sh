@@ -204,6 +204,13 @@ import_tarball() {
     c2c_log "imported $FALLBACK_REF in $(c2c_since "$t0")s ($(docker image inspect --format '{{.Size}}' "$FALLBACK_REF" | awk '{ printf "%.0f MB", $1 / 1e6 }'))"
 }
 
+# Cache key of the offline base: everything that changes its content except the mirror's
+# package versions (a cached tarball stays valid across Debian point releases).
+base_key() {
+    printf '%s|%s|%s|%s|%s\n' "$SUITE" "$VARIANT" "$PACKAGES" "$RECIPE_VERSION" \
+        "$(dpkg --print-architecture 2>/dev/null || uname -m)" | sha256sum | cut -c1-12
+}
+
 main() {
     case ${1:-} in
         -h | --help) usage; exit 0 ;;
@@ -227,8 +234,7 @@ main() {
     fi
 
     local key
-    key=$(printf '%s|%s|%s|%s|%s\n' "$SUITE" "$VARIANT" "$PACKAGES" "$RECIPE_VERSION" \
-        "$(dpkg --print-architecture 2>/dev/null || uname -m)" | sha256sum | cut -c1-12)
+    key=$(base_key)
     CACHE=$(c2c_cache_dir)/base
     mkdir -p "$CACHE"
     # One builder at a time per user; a concurrent run waits, then finds the image.

@@ -71,8 +71,10 @@ c2c_cache_dir() {
 C2C_LOCK_FDS=()
 c2c_lock() {
     local file=$1 wait=${2:-900} fd
-    mkdir -p "$(dirname "$file")" 2>/dev/null && exec {fd}>>"$file" ||
+    if ! mkdir -p "$(dirname "$file")" 2>/dev/null || ! touch "$file" 2>/dev/null; then
         c2c_die "cannot create lock file $file"
+    fi
+    exec {fd}>>"$file"
     C2C_LOCK_FDS+=("$fd")
     if ! flock -n "$fd"; then
         c2c_log "waiting for lock $file (another run holds it)"
@@ -105,7 +107,8 @@ C2C_APT_UPDATED=
 c2c_apt_install() {
     c2c_is_root || c2c_die "need root to apt-get install: $*"
     c2c_is_debian || c2c_die "not a Debian system (no apt-get); install manually: $*"
-    c2c_lock "$(c2c_machine_lock_dir)/apt.lock" 1200
+    # Same lock file as scripts/host-packages.sh, so the two never run apt at once.
+    c2c_lock /var/lock/c2c-apt.lock 1200
     local t0=$EPOCHREALTIME policy=/usr/sbin/policy-rc.d added_policy=
     export DEBIAN_FRONTEND=noninteractive
     if [[ -z $C2C_APT_UPDATED ]]; then
@@ -118,6 +121,7 @@ c2c_apt_install() {
         printf '#!/bin/sh\n# temporary, from c2c scripts/lib.sh\nexit 101\n' >"$policy"
         chmod 755 "$policy"
         added_policy=1
+        c2c_add_cleanup "rm -f '$policy'" # also if we are interrupted mid-install
     fi
     c2c_log "apt-get install $*"
     local rc=0

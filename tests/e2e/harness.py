@@ -20,6 +20,7 @@ from typing import Any
 
 import docker
 import requests
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_LABEL = "c2c.project"
@@ -209,3 +210,49 @@ def wait_for_status(url: str, status: int, within: float) -> float:
             return time.monotonic() - start
         time.sleep(0.1)
     raise AssertionError(f"{url} did not answer {status} within {within}s (last: {last})")
+
+
+# --- Added for the fault, load and bad-config tests (issue 5) ----------------------------
+
+MEASUREMENTS = REPO_ROOT / ".state" / "measurements.json"
+
+
+def stack_config(stack: Stack) -> dict[str, str]:
+    """The stack's effective `c2c:*` values: Pulumi.yaml's defaults, then the stack's own."""
+    declared = yaml.safe_load((stack.workdir / "Pulumi.yaml").read_text())["config"]
+    values = {key: str(spec["default"]) for key, spec in declared.items() if "default" in spec}
+    return {**values, **stack.config}
+
+
+def wait_for_health(
+    client: docker.DockerClient, name: str, status: str = "healthy", within: float = 60
+) -> float:
+    """Poll a container's Docker health status until it is `status`; seconds it took."""
+    start = time.monotonic()
+    last: object = None
+    while time.monotonic() - start < within:
+        try:
+            state = client.containers.get(name).attrs["State"]
+            last = (state.get("Status"), (state.get("Health") or {}).get("Status"))
+        except docker.errors.NotFound:
+            last = "no such container"
+        if isinstance(last, tuple) and last == ("running", status):
+            return time.monotonic() - start
+        time.sleep(0.25)
+    raise AssertionError(f"{name} did not become {status} within {within}s (last: {last})")
+
+
+def record_measurements(section: str, values: dict[str, Any]) -> None:
+    """Merge measured numbers into .state/measurements.json under `section` (for the README)."""
+    MEASUREMENTS.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        data: dict[str, Any] = json.loads(MEASUREMENTS.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        data = {}
+    merged = {**data.get(section, {}), **values}
+    merged["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    data[section] = merged
+    partial = MEASUREMENTS.with_suffix(".json.tmp")
+    partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    partial.replace(MEASUREMENTS)  # atomic: a reader never sees half a file
+    print(f"measurements[{section}] += {json.dumps(values, sort_keys=True)}")

@@ -1,0 +1,195 @@
+"""The containers' hardening as Docker reports it (`docker inspect`) and as it acts inside.
+
+The settings come from the Pulumi program (infra/c2c_infra/component.py); the unit tests check
+what the program declares, these check what the engine really runs with the default config.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import docker
+import pytest
+
+from tests.e2e import harness
+from tests.e2e.conftest import DeployedStack
+
+SERVICES = ("internal", "external")
+UID = 10001
+# Checked from inside each container, as its own (non-root) user: what the kernel enforces.
+PROBE = r"""
+import json, os, resource
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return line.split()[1]
+def writable(path):
+    try:
+        with open(os.path.join(path, ".c2c-probe"), "w") as handle:
+            handle.write("x")
+        os.remove(os.path.join(path, ".c2c-probe"))
+        return True
+    except OSError:
+        return False
+mounts = {f[1]: f[3].split(",") for f in (l.split() for l in open("/proc/mounts"))}
+print(json.dumps({
+    "uid": os.getuid(), "gid": os.getgid(),
+    "cap_eff": status("CapEff"), "cap_bnd": status("CapBnd"),
+    "no_new_privs": status("NoNewPrivs"),
+    "nproc": resource.getrlimit(resource.RLIMIT_NPROC),
+    "root_writable": writable("/"), "app_writable": writable("/app"),
+    "tmp_writable": writable("/tmp"), "tmp_options": mounts.get("/tmp"),
+    "root_options": mounts.get("/"),
+}))
+"""
+# Run as uid 0: root owns / and /app, so only the read-only mount can refuse the write (EROFS),
+# not file permissions. Root here has no capabilities either (CapDrop ALL).
+ROOT_WRITE_PROBE = r"""
+import errno, sys
+for path in ("/c2c-probe", "/app/c2c-probe"):
+    try:
+        open(path, "w").close()
+        print("wrote", path)
+        sys.exit(1)
+    except OSError as err:
+        print(path, errno.errorcode[err.errno])
+"""
+
+
+@pytest.fixture(scope="module")
+def config(deployed_stack: DeployedStack) -> dict[str, str]:
+    return harness.stack_config(deployed_stack.stack)
+
+
+@pytest.fixture(scope="module")
+def inspected(
+    deployed_stack: DeployedStack, docker_client: docker.DockerClient
+) -> dict[str, dict[str, Any]]:
+    attrs = {}
+    for service in SERVICES:
+        name = f"c2c-{deployed_stack.name}-{service}"
+        # An earlier test may have just replaced a container: wait for its first healthcheck.
+        harness.wait_for_health(docker_client, name, within=60)
+        attrs[service] = docker_client.containers.get(name).attrs
+    return attrs
+
+
+@pytest.fixture(scope="module")
+def probed(
+    deployed_stack: DeployedStack,
+    docker_client: docker.DockerClient,
+    inspected: dict[str, dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
+    results = {}
+    for service in SERVICES:
+        container = docker_client.containers.get(f"c2c-{deployed_stack.name}-{service}")
+        code, output = container.exec_run(["python3", "-c", PROBE])
+        assert code == 0, output.decode(errors="replace")
+        results[service] = json.loads(output.decode())
+        code, output = container.exec_run(["python3", "-c", ROOT_WRITE_PROBE], user="0")
+        results[service]["root_user_writes"] = output.decode(errors="replace").split("\n")
+        assert code == 0, output.decode(errors="replace")
+        print(f"{service}: {results[service]}")
+    return results
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_runs_as_the_unprivileged_user(
+    service: str, inspected: dict[str, dict[str, Any]], probed: dict[str, dict[str, Any]]
+) -> None:
+    assert inspected[service]["Config"]["User"] == f"{UID}:{UID}"
+    assert (probed[service]["uid"], probed[service]["gid"]) == (UID, UID)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_root_filesystem_is_read_only_with_a_tmpfs_at_tmp(
+    service: str, inspected: dict[str, dict[str, Any]], probed: dict[str, dict[str, Any]]
+) -> None:
+    host = inspected[service]["HostConfig"]
+    assert host["ReadonlyRootfs"] is True
+    assert list(host["Tmpfs"]) == ["/tmp"]
+    assert {"noexec", "nosuid", "nodev"} <= set(host["Tmpfs"]["/tmp"].split(","))
+    seen = probed[service]
+    assert "ro" in seen["root_options"]
+    assert (seen["root_writable"], seen["app_writable"], seen["tmp_writable"]) == (
+        False,
+        False,
+        True,
+    )
+    assert {"rw", "noexec", "nosuid", "nodev"} <= set(seen["tmp_options"])
+    assert seen["root_user_writes"][:2] == ["/c2c-probe EROFS", "/app/c2c-probe EROFS"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_no_capabilities_and_no_new_privileges(
+    service: str, inspected: dict[str, dict[str, Any]], probed: dict[str, dict[str, Any]]
+) -> None:
+    host = inspected[service]["HostConfig"]
+    assert host["CapDrop"] == ["ALL"]
+    assert not host["CapAdd"]
+    assert host["Privileged"] is False
+    assert host["SecurityOpt"] == ["no-new-privileges:true"]
+    # What the kernel applies to the server's processes: empty capability sets, NoNewPrivs.
+    assert int(probed[service]["cap_eff"], 16) == 0
+    assert int(probed[service]["cap_bnd"], 16) == 0
+    assert probed[service]["no_new_privs"] == "1"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_memory_and_process_limits_follow_the_config(
+    service: str,
+    inspected: dict[str, dict[str, Any]],
+    probed: dict[str, dict[str, Any]],
+    config: dict[str, str],
+) -> None:
+    host = inspected[service]["HostConfig"]
+    assert host["Memory"] == int(config["memoryLimitMb"]) * 1024 * 1024
+    nproc = int(config["nprocLimit"])
+    # pulumi-docker 5.1.0 cannot set PidsLimit; the program caps processes with RLIMIT_NPROC.
+    print(f"{service}: PidsLimit={host.get('PidsLimit')!r} Ulimits={host['Ulimits']}")
+    assert host["Ulimits"] == [{"Name": "nproc", "Soft": nproc, "Hard": nproc}]
+    assert probed[service]["nproc"] == [nproc, nproc]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_restart_policy_follows_the_config(
+    service: str, inspected: dict[str, dict[str, Any]], config: dict[str, str]
+) -> None:
+    policy = inspected[service]["HostConfig"]["RestartPolicy"]
+    assert policy["Name"] == config["restartPolicy"]
+    if config["restartPolicy"] == "on-failure":
+        assert policy["MaximumRetryCount"] == int(config["restartMaxRetries"])
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_healthcheck_is_declared_and_reports_healthy(
+    service: str, inspected: dict[str, dict[str, Any]], config: dict[str, str]
+) -> None:
+    check = inspected[service]["Config"]["Healthcheck"]
+    port = config["internalPort" if service == "internal" else "externalPort"]
+    assert check["Test"][:3] == ["CMD", "python3", "-c"]
+    assert f"http://127.0.0.1:{port}/healthz" in check["Test"][3]
+    assert (check["Interval"], check["Timeout"], check["Retries"]) == (5 * 10**9, 3 * 10**9, 3)
+    health = inspected[service]["State"]["Health"]
+    assert health["Status"] == "healthy"
+    # The last probe really ran and passed (exit 0), not just a status left over.
+    assert health["Log"], "no healthcheck has run"
+    assert health["Log"][-1]["ExitCode"] == 0
+
+
+def test_internal_publishes_no_port(inspected: dict[str, dict[str, Any]]) -> None:
+    internal = inspected["internal"]
+    assert not internal["HostConfig"]["PortBindings"]
+    assert not any((internal["NetworkSettings"]["Ports"] or {}).values())
+
+
+def test_external_binds_the_configured_host_address(
+    inspected: dict[str, dict[str, Any]], config: dict[str, str]
+) -> None:
+    bindings = inspected["external"]["HostConfig"]["PortBindings"]
+    assert bindings == {
+        f"{config['externalPort']}/tcp": [
+            {"HostIp": config["hostBindAddress"], "HostPort": config["hostPort"]}
+        ]
+    }

@@ -1,0 +1,347 @@
+"""Faults against the deployed default stack: what a client of the endpoint sees, and recovery.
+
+Every request goes to the stack's own endpoint (http://localhost:<hostPort>); the containers
+are only acted on through the Docker API (and, for kill -9, a signal to the container's init
+process from the host). The numbers are printed and merged into .state/measurements.json.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+import requests
+
+from tests.e2e import harness
+from tests.e2e.conftest import DeployedStack
+
+pytestmark = pytest.mark.slow
+
+# The endpoint's answers are local; a request that is not answered within this is a failure.
+CLIENT_TIMEOUT = 10.0
+# The issue's bound for the answer while internal is down.
+FAST_502 = 1.0
+# Read timeout + this = the longest an answer may take while internal is frozen: the worker's
+# own overhead plus one scheduling hiccup on a busy 2-core CI machine.
+READ_TIMEOUT_MARGIN = 0.5
+# How long internal may take to come back after kill -9 (restart delay + gunicorn boot).
+RECOVERY_LIMIT = 30.0
+
+
+def _session() -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False  # straight to localhost, never through a proxy from the env
+    return session
+
+
+def _container(client: docker.DockerClient, stack: DeployedStack, service: str) -> Any:
+    return client.containers.get(f"c2c-{stack.name}-{service}")
+
+
+@dataclass
+class Answer:
+    sent_at: float  # seconds after the fault was injected
+    seconds: float
+    status: int | str  # HTTP status, or the name of the client-side exception
+    body: dict[str, Any] | None = None
+
+
+def _ask(session: requests.Session, url: str, origin: float) -> Answer:
+    start = time.monotonic()
+    try:
+        response = session.get(url, timeout=CLIENT_TIMEOUT)
+    except requests.RequestException as exc:
+        return Answer(start - origin, time.monotonic() - start, type(exc).__name__)
+    seconds = time.monotonic() - start
+    assert response.headers.get("Content-Type", "").startswith("application/json"), response.text
+    return Answer(start - origin, seconds, response.status_code, response.json())
+
+
+@pytest.fixture(scope="module")
+def config(deployed_stack: DeployedStack) -> dict[str, str]:
+    return harness.stack_config(deployed_stack.stack)
+
+
+@pytest.fixture(autouse=True)
+def _stack_is_healthy(deployed_stack: DeployedStack, docker_client: docker.DockerClient) -> None:
+    """Each fault starts from a healthy pair, whatever the test before it left."""
+    for service in ("internal", "external"):
+        harness.wait_for_health(docker_client, f"c2c-{deployed_stack.name}-{service}", within=60)
+    harness.wait_for_status(deployed_stack.outputs["endpoint"], 200, within=30)
+
+
+def _wait_gone(pid: int, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while Path(f"/proc/{pid}").exists():
+        assert time.monotonic() < deadline, f"pid {pid} still exists {within}s after SIGKILL"
+        time.sleep(0.01)
+
+
+def test_kill_9_of_internal_gives_fast_502_then_restarts_by_itself(
+    deployed_stack: DeployedStack, docker_client: docker.DockerClient, config: dict[str, str]
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("kill -9 of a container's process (uid 10001) from the host needs root")
+    endpoint = deployed_stack.outputs["endpoint"]
+    internal = _container(docker_client, deployed_stack, "internal")
+    before = internal.attrs
+    pid = before["State"]["Pid"]
+    assert pid > 0
+    # PID 1 of the container is gunicorn's master; SIGKILL from the host, as `kill -9` would.
+    # `docker kill` is no substitute: Docker counts it as a manual stop and does not restart.
+    killed_at = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    _wait_gone(pid)
+
+    answers: list[Answer] = []
+    session = _session()
+    while time.monotonic() - killed_at < RECOVERY_LIMIT:
+        answer = _ask(session, endpoint, killed_at)
+        answers.append(answer)
+        if answer.status == 200:
+            break
+    recovered = answers[-1].sent_at + answers[-1].seconds
+    down = [a for a in answers if a.status != 200]
+    print(f"kill -9: {len(answers)} requests, {len(down)} not 200, 200 again at {recovered:.2f}s")
+    for answer in answers:
+        error = (answer.body or {}).get("error")
+        print(f"  +{answer.sent_at:6.3f}s  {answer.status}  {answer.seconds:.3f}s  {error}")
+
+    assert answers[-1].status == 200, f"no 200 within {RECOVERY_LIMIT}s of the kill"
+    assert down, "no request saw internal down: the kill did not take effect"
+    for answer in down:
+        assert answer.status == 502, answer
+        assert answer.body == {
+            "error": "upstream_unreachable",
+            "message": "internal refused or is unreachable",
+            "status": 502,
+        }
+        assert answer.seconds < FAST_502, f"502 took {answer.seconds:.3f}s"
+
+    # The same container came back through its restart policy: no `pulumi up` ran.
+    internal.reload()
+    assert internal.id == before["Id"]
+    assert internal.attrs["State"]["Running"] is True
+    assert internal.attrs["RestartCount"] == before["RestartCount"] + 1
+    assert internal.attrs["State"]["Pid"] != pid
+    assert answers[-1].body is not None
+    assert answers[-1].body["upstream"]["container_ip"] == config["internalIp"]
+    # Docker runs the first healthcheck after a restart one interval (5 s) later.
+    harness.wait_for_health(docker_client, internal.name, within=60)
+    healthy_after = time.monotonic() - killed_at
+    harness.record_measurements(
+        "faults",
+        {
+            "kill9_502_max_s": round(max(a.seconds for a in down), 3),
+            "kill9_502_count": len(down),
+            "kill9_recovery_s": round(recovered, 2),
+            "kill9_healthy_s": round(healthy_after, 2),
+        },
+    )
+
+
+def test_frozen_internal_gives_504_within_the_read_timeout(
+    deployed_stack: DeployedStack, docker_client: docker.DockerClient, config: dict[str, str]
+) -> None:
+    endpoint = deployed_stack.outputs["endpoint"]
+    read_timeout = int(config["upstreamReadTimeoutMs"]) / 1000
+    internal = _container(docker_client, deployed_stack, "internal")
+    internal.pause()
+    try:
+        paused_at = time.monotonic()
+        answer = _ask(_session(), endpoint, paused_at)
+    finally:
+        internal.unpause()
+    back = harness.wait_for_status(endpoint, 200, within=30)
+    print(f"paused: {answer.status} after {answer.seconds:.3f}s (read timeout {read_timeout}s)")
+    print(f"after unpause: 200 again within {back:.2f}s")
+
+    assert answer.status == 504
+    assert answer.body == {
+        "error": "upstream_timeout",
+        "message": f"internal did not answer within {read_timeout} s",
+        "status": 504,
+    }
+    # Not before the read timeout (no early give-up), and not much later (no retry of it).
+    assert read_timeout <= answer.seconds < read_timeout + READ_TIMEOUT_MARGIN
+    harness.record_measurements(
+        "faults",
+        {
+            "pause_504_s": round(answer.seconds, 3),
+            "pause_read_timeout_s": read_timeout,
+            "unpause_recovery_s": round(back, 2),
+        },
+    )
+
+
+# --- redeploy under traffic ----------------------------------------------------------------
+
+# A logical client request retries with exponential backoff for up to this long: longer than
+# a replacement of internal takes (stop with 5 s graceful timeout, create, gunicorn boot).
+RETRY_BUDGET = 30.0
+FIRST_BACKOFF = 0.1
+MAX_BACKOFF = 2.0
+PAUSE_BETWEEN_REQUESTS = 0.02
+MAX_REQUESTS = 20_000  # bounds the client even if `pulumi up` hangs until its timeout
+
+
+@dataclass
+class TrafficLog:
+    requests: int = 0  # logical requests, each retried within RETRY_BUDGET
+    attempts: int = 0
+    failed_attempts: Counter[str] = field(default_factory=Counter)
+    failed_requests: int = 0
+    longest_request: float = 0.0
+    longest_attempt: float = 0.0
+    # When the client last saw the old code and first saw the new one (monotonic seconds).
+    last_old: float = 0.0
+    first_new: float | None = None
+
+
+def _attempt(session: requests.Session, url: str) -> tuple[str, dict[str, Any] | None]:
+    try:
+        response = session.get(url, timeout=CLIENT_TIMEOUT)
+    except requests.RequestException as exc:
+        return type(exc).__name__, None
+    if response.status_code != 200:
+        return str(response.status_code), None
+    body: dict[str, Any] = response.json()
+    return "200", body
+
+
+def _client(url: str, marker: str, stop: threading.Event, log: TrafficLog) -> None:
+    """Send requests back to back until told to stop; each retried with backoff on failure."""
+    session = _session()
+    while not stop.is_set() and log.requests < MAX_REQUESTS:
+        started = time.monotonic()
+        backoff = FIRST_BACKOFF
+        while True:
+            attempt_start = time.monotonic()
+            outcome, body = _attempt(session, url)
+            now = time.monotonic()
+            log.attempts += 1
+            log.longest_attempt = max(log.longest_attempt, now - attempt_start)
+            if body is not None:
+                break
+            log.failed_attempts[outcome] += 1
+            if now - started + backoff > RETRY_BUDGET:
+                log.failed_requests += 1
+                break
+            time.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+        log.requests += 1
+        log.longest_request = max(log.longest_request, time.monotonic() - started)
+        if body is not None:
+            if body["upstream"].get("fault_revision") == marker:
+                log.first_new = log.first_new or now
+            else:
+                log.last_old = now
+        time.sleep(PAUSE_BETWEEN_REQUESTS)
+
+
+def _internal_code_change(project_dir: Path, marker: str) -> None:
+    """Add a field to internal's answer in the session's copy (independent of other edits)."""
+    views = project_dir / "services" / "internal" / "internal_service" / "views.py"
+    source = views.read_text()
+    anchor = '"service": "internal"'
+    assert anchor in source, "the internal view's answer moved; update this test"
+    views.write_text(source.replace(anchor, f'{anchor}, "fault_revision": "{marker}"', 1))
+
+
+def test_redeploy_of_internal_under_continuous_traffic(
+    deployed_stack: DeployedStack, docker_client: docker.DockerClient
+) -> None:
+    endpoint = deployed_stack.outputs["endpoint"]
+    before = {
+        svc: _container(docker_client, deployed_stack, svc).id for svc in ("internal", "external")
+    }
+    marker = f"under-traffic-{time.monotonic_ns()}"
+    _internal_code_change(deployed_stack.stack.workdir, marker)
+
+    log = TrafficLog()
+    stop = threading.Event()
+    client = threading.Thread(target=_client, args=(endpoint, marker, stop, log), daemon=True)
+    client.start()
+    try:
+        time.sleep(1.0)  # the client is in its stride before the deployment starts
+        with harness.timed(f"{deployed_stack.name}: pulumi up under traffic"):
+            deployed_stack.stack.up()
+        time.sleep(1.0)  # and a little after, to see the new code settle
+    finally:
+        stop.set()
+        client.join(timeout=RETRY_BUDGET + CLIENT_TIMEOUT)
+    assert not client.is_alive()
+
+    gap = (log.first_new - log.last_old) if log.first_new else None
+    print(
+        f"redeploy under traffic: {log.requests} requests ({log.attempts} attempts), "
+        f"{log.failed_requests} failed after retries, failed attempts {dict(log.failed_attempts)}, "
+        f"longest request {log.longest_request:.2f}s, longest attempt {log.longest_attempt:.2f}s, "
+        f"old->new gap seen by the client {gap if gap is None else round(gap, 2)}s"
+    )
+    harness.record_measurements(
+        "faults",
+        {
+            "redeploy_requests": log.requests,
+            "redeploy_failed_requests": log.failed_requests,
+            "redeploy_failed_attempts": sum(log.failed_attempts.values()),
+            "redeploy_longest_request_s": round(log.longest_request, 2),
+            "redeploy_longest_attempt_s": round(log.longest_attempt, 2),
+        },
+    )
+
+    after = {
+        svc: _container(docker_client, deployed_stack, svc).id for svc in ("internal", "external")
+    }
+    assert after["internal"] != before["internal"], "internal was not replaced"
+    assert after["external"] == before["external"], "external must not be touched"
+    status, body, _ = harness.get_json(endpoint)
+    assert status == 200
+    assert body["upstream"]["fault_revision"] == marker
+    assert log.first_new is not None, "the client never saw the new code"
+    # Goal 0: the client's retries (RETRY_BUDGET) outlast the replacement gap.
+    assert log.failed_requests == 0
+    # external stayed up the whole time: failures are its JSON 502/504s, never a refused socket.
+    assert set(log.failed_attempts) <= {"502", "504"}, log.failed_attempts
+    assert log.longest_request < RETRY_BUDGET + CLIENT_TIMEOUT
+
+
+# --- drift ----------------------------------------------------------------------------------
+
+
+def test_removed_internal_is_put_back_by_up_with_refresh(
+    deployed_stack: DeployedStack, docker_client: docker.DockerClient, config: dict[str, str]
+) -> None:
+    endpoint = deployed_stack.outputs["endpoint"]
+    network = deployed_stack.outputs["networkName"]
+    internal = _container(docker_client, deployed_stack, "internal")
+    external_id = _container(docker_client, deployed_stack, "external").id
+    internal.remove(force=True)
+    status, body, seconds = harness.get_json(endpoint)
+    print(f"internal removed by hand: {status} {body.get('error')} after {seconds:.3f}s")
+    assert status == 502
+
+    start = time.monotonic()
+    deployed_stack.stack.pulumi("up", "--refresh", "--yes", "--skip-preview")
+    repaired = time.monotonic() - start
+
+    back = _container(docker_client, deployed_stack, "internal")
+    assert back.id != internal.id
+    address = back.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
+    assert address == config["internalIp"]
+    assert _container(docker_client, deployed_stack, "external").id == external_id
+    status, body, _ = harness.get_json(endpoint)
+    assert status == 200
+    assert body["upstream"]["container_ip"] == config["internalIp"]
+    # Nothing is left for a plain `pulumi up` to do: the state matches Docker again.
+    deployed_stack.stack.pulumi("preview", "--expect-no-changes")
+    print(f"drift repaired by `pulumi up --refresh` in {repaired:.1f}s")
+    harness.record_measurements("faults", {"drift_repair_s": round(repaired, 1)})

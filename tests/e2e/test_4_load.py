@@ -1,0 +1,167 @@
+"""Load: N concurrent clients against the stack's endpoint with Debian's `wrk`, bounded in time.
+
+Every request goes the whole way: host port -> external -> internal over the bridge -> back.
+N (C2C_LOAD_CONNECTIONS, default 50) and the duration (C2C_LOAD_SECONDS, default 10) are
+parameters; the numbers are printed and merged into .state/measurements.json.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from tests.e2e import harness
+from tests.e2e.conftest import DeployedStack
+
+pytestmark = pytest.mark.slow
+
+CONNECTIONS = int(os.environ.get("C2C_LOAD_CONNECTIONS", "50"))
+SECONDS = int(os.environ.get("C2C_LOAD_SECONDS", "10"))
+# wrk's own default, spelled out: an answer slower than this counts as a (timeout) error.
+REQUEST_TIMEOUT = "2s"
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests: int
+    seconds: float
+    requests_per_second: float
+    latency_ms: dict[str, float]  # percentile ("50", "75", "90", "99") -> milliseconds
+    socket_errors: dict[str, int]  # connect, read, write, timeout
+    non_2xx_3xx: int
+
+    @property
+    def errors(self) -> int:
+        return sum(self.socket_errors.values()) + self.non_2xx_3xx
+
+
+def _milliseconds(number: str, unit: str) -> float:
+    return float(number) * _UNIT_MS[unit]
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Read wrk 4.x's `--latency` report; the error lines appear only when there were errors."""
+    total = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h),", output, re.MULTILINE)
+    rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    if total is None or rate is None:
+        raise ValueError(f"not a wrk report:\n{output}")
+    latency = {
+        match[1]: _milliseconds(match[2], match[3])
+        for match in re.finditer(
+            r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, re.MULTILINE
+        )
+    }
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    socket_errors = dict.fromkeys(("connect", "read", "write", "timeout"), 0)
+    if errors:
+        socket_errors = dict(zip(socket_errors, map(int, errors.groups()), strict=True))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return WrkResult(
+        requests=int(total[1]),
+        seconds=_milliseconds(total[2], total[3]) / 1000,
+        requests_per_second=float(rate[1]),
+        latency_ms=latency,
+        socket_errors=socket_errors,
+        non_2xx_3xx=int(non_2xx[1]) if non_2xx else 0,
+    )
+
+
+def _wrk_version(wrk: str) -> str:
+    # `wrk --version` prints "wrk debian/4.1.0-3+b2 [epoll] ..." and the usage, then exits 1.
+    proc = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)
+    first = (proc.stdout or proc.stderr).splitlines()
+    return " ".join(first[0].split()[:2]) if first else "wrk"
+
+
+def _loopback_url(endpoint: str) -> str:
+    # The port is published on IPv4 (0.0.0.0); "localhost" may resolve to ::1 first for wrk.
+    parts = urlsplit(endpoint)
+    if parts.hostname == "localhost":
+        parts = parts._replace(netloc=f"127.0.0.1:{parts.port}")
+    return urlunsplit(parts._replace(path="/"))
+
+
+def test_parse_wrk_reads_a_report_with_errors() -> None:
+    report = """Running 1s test @ http://127.0.0.1:8090/
+  2 threads and 50 connections
+  Latency Distribution
+     50%  812.00us
+     75%    1.50ms
+     90%    2.10s
+     99%    1.00m
+  100 requests in 1.01s, 20.00KB read
+  Socket errors: connect 1, read 2, write 3, timeout 4
+  Non-2xx or 3xx responses: 5
+Requests/sec:     99.01
+"""
+    result = parse_wrk(report)
+    assert (result.requests, result.seconds, result.requests_per_second) == (100, 1.01, 99.01)
+    assert result.latency_ms == {"50": 0.812, "75": 1.5, "90": 2100.0, "99": 60_000.0}
+    assert result.socket_errors == {"connect": 1, "read": 2, "write": 3, "timeout": 4}
+    assert result.errors == 15
+
+
+def test_concurrent_clients_get_no_errors(deployed_stack: DeployedStack) -> None:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        pytest.fail("wrk is missing: scripts/host-packages.sh installs it", pytrace=False)
+    assert CONNECTIONS >= 1
+    assert 1 <= SECONDS <= 120, "C2C_LOAD_SECONDS: the load test is bounded in time"
+    url = _loopback_url(deployed_stack.outputs["endpoint"])
+    threads = min(2, CONNECTIONS)  # wrk needs connections >= threads; 2 cores on CI
+    cmd = [
+        wrk,
+        f"-t{threads}",
+        f"-c{CONNECTIONS}",
+        f"-d{SECONDS}s",
+        f"--timeout={REQUEST_TIMEOUT}",
+        "--latency",
+        url,
+    ]
+    with harness.timed(f"{deployed_stack.name}: wrk {CONNECTIONS} connections {SECONDS}s"):
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=SECONDS + 60, check=False
+        )
+    print(" ".join(cmd))
+    print(proc.stdout, proc.stderr)
+    assert proc.returncode == 0, proc.stderr
+    result = parse_wrk(proc.stdout)
+
+    print(
+        f"{CONNECTIONS} connections for {result.seconds:.1f}s: {result.requests} requests, "
+        f"{result.requests_per_second:.0f} req/s, p50 {result.latency_ms['50']:.1f} ms, "
+        f"p99 {result.latency_ms['99']:.1f} ms, errors {result.socket_errors} "
+        f"non-2xx/3xx {result.non_2xx_3xx}"
+    )
+    harness.record_measurements(
+        "load",
+        {
+            "tool": _wrk_version(wrk),
+            "connections": CONNECTIONS,
+            "threads": threads,
+            "seconds": result.seconds,
+            "requests": result.requests,
+            "requests_per_second": result.requests_per_second,
+            "p50_ms": round(result.latency_ms["50"], 2),
+            "p90_ms": round(result.latency_ms["90"], 2),
+            "p99_ms": round(result.latency_ms["99"], 2),
+            "errors": result.errors,
+        },
+    )
+    assert result.errors == 0, f"socket errors {result.socket_errors}, non-2xx {result.non_2xx_3xx}"
+    # Every connection was served, not just a lucky few.
+    assert result.requests >= CONNECTIONS
+    # The pair is still answering normally afterwards.
+    status, body, _ = harness.get_json(deployed_stack.outputs["endpoint"])
+    assert status == 200
+    assert body["upstream"]["service"] == "internal"

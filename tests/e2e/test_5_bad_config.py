@@ -1,0 +1,76 @@
+"""A real `pulumi up` of a new stack with an invalid value: one clear line, nothing on Docker.
+
+The stack's config would be accepted by Docker up to the network: its subnet is valid and free,
+only internalIp lies outside it. Without the program's validation, `pulumi up` would create the
+network (and build images) before Docker refused the container, and leave them behind; with
+it, the program stops before it declares a single resource.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+from tests.e2e import harness
+from tests.e2e.conftest import RUN_ID
+
+BAD_CONFIG = {
+    "subnet": "10.78.0.0/24",
+    "gateway": "10.78.0.1",
+    "internalIp": "10.79.0.2",  # the invalid value: outside the subnet
+    "externalIp": "10.78.0.3",
+    "hostPort": "18092",
+}
+EXPECTED_LINE = "c2c:internalIp: 10.79.0.2 is outside c2c:subnet 10.78.0.0/24"
+
+
+@pytest.fixture
+def bad_stack(
+    project: harness.Project, docker_client: docker.DockerClient
+) -> Iterator[harness.Stack]:
+    stack = project.stack(f"{harness.E2E_STACK_PREFIX}{RUN_ID}-badcfg", **BAD_CONFIG)
+    yield stack
+    # Clean up even if the test failed: whatever Docker holds, then the stack itself.
+    if any(harness.stack_resources(docker_client, stack.name).values()):
+        stack.pulumi("destroy", "--yes", "--skip-preview", check=False)
+    stack.remove()
+
+
+def _resource_types(stack: harness.Stack) -> list[str]:
+    exported = json.loads(stack.pulumi("stack", "export").stdout)
+    return [r["type"] for r in exported.get("deployment", {}).get("resources") or []]
+
+
+def test_invalid_value_fails_up_with_one_line_and_touches_no_docker_object(
+    bad_stack: harness.Stack, docker_client: docker.DockerClient
+) -> None:
+    start = time.monotonic()
+    proc = bad_stack.pulumi("up", "--yes", "--skip-preview", check=False)
+    seconds = time.monotonic() - start
+    output = proc.stdout + proc.stderr
+    print(f"pulumi up exited {proc.returncode} after {seconds:.1f}s:\n{output}")
+
+    assert proc.returncode != 0
+    # Every mention of a bad key ("c2c:<key>: <why>"), from the key to the end of its line.
+    problems = re.findall(r"(c2c:[A-Za-z]+: .*?)\s*$", output, re.MULTILINE)
+    # One message, naming the key and why; the progress view and the summary may both show it.
+    assert set(problems) == {EXPECTED_LINE}, problems
+    assert len(problems) <= 2, problems
+    assert "Traceback" not in output
+
+    # Checked through the Docker API: nothing of this stack exists.
+    assert harness.stack_resources(docker_client, bad_stack.name) == {
+        "containers": [],
+        "networks": [],
+        "images": [],
+    }
+    assert not docker_client.networks.list(names=[f"c2c-{bad_stack.name}-net"])
+    # The state holds no resource of the program, at most Pulumi's own stack root.
+    types = _resource_types(bad_stack)
+    print(f"resources in the state after the failed up: {types}")
+    assert all(t.startswith("pulumi:") for t in types), types
