@@ -7,14 +7,15 @@ external  -- static IP on the bridge, one published port hostPort -> externalPor
 Replacement rules (why the options below look the way they do):
 * An image's tag is a content hash of its build context (context_hash), so a code change in
   one service gives a new image name for that service only; everything else stays equal.
-* A container runs the image ID (`Image.repo_digest`, the local image ID for unpushed
-  builds). The provider reads a container's image back as that ID, so passing the ID (not
-  the name) keeps a no-change `pulumi up` empty, and a rebuild that yields a new ID replaces
-  exactly that container.
+* Each image is a `RemoteImage` with a `build` block: the provider builds it with the classic
+  builder (Debian's engine has no buildx) when the resource is created or replaced, and
+  `triggers` carry the content hash, because the provider does not diff a build context.
+  With `keep_locally=False` the image is removed on destroy or when its tag changes.
+* A container runs the image ID (`RemoteImage.image_id`). The provider reads a container's
+  image back as that ID, so passing the ID (not the name) keeps a no-change `pulumi up`
+  empty, and a rebuild replaces exactly that service's container.
 * Containers and the network have fixed names and static IPs, so a replacement must delete
   the old one first (delete_before_replace).
-* `Image` never deletes what it built; a `RemoteImage` of the same tag (found locally, so
-  never pulled) owns the tag and removes it when the stack is destroyed or the tag changes.
 """
 
 from __future__ import annotations
@@ -59,13 +60,6 @@ class ServicePairArgs:
     settings: StackSettings
     # Resolved from this file, not the working directory, which the Pulumi CLI chooses.
     services_dir: Path = field(default_factory=default_services_dir)
-
-
-@dataclass(frozen=True)
-class ServiceImage:
-    image: docker.Image
-    # Owns the tag so that destroy removes it; see the module docstring.
-    local: docker.RemoteImage
 
 
 class ServicePair(pulumi.ComponentResource):
@@ -142,8 +136,8 @@ class ServicePair(pulumi.ComponentResource):
         self.gateway = pulumi.Output.from_input(str(settings.gateway))
         self.network_name = self.network.name
         self.internal_url = pulumi.Output.from_input(settings.internal_url)
-        self.internal_image = self.images["internal"].image.image_name
-        self.external_image = self.images["external"].image.image_name
+        self.internal_image = self.images["internal"].name
+        self.external_image = self.images["external"].name
         self.register_outputs(
             {
                 "endpoint": self.endpoint,
@@ -158,32 +152,30 @@ class ServicePair(pulumi.ComponentResource):
             }
         )
 
-    def _image(self, service: str, context: Path) -> ServiceImage:
+    def _image(self, service: str, context: Path) -> docker.RemoteImage:
         settings = self._settings
         build_args = {"BASE_IMAGE": settings.base_image, "C2C_STACK": settings.stack}
         tag = context_tag(context, build_args)
-        image = docker.Image(
+        return docker.RemoteImage(
             f"{self._name}-{service}-image",
-            image_name=f"{settings.image_repository(service)}:{tag}",
-            build=docker.DockerBuildArgs(
+            name=f"{settings.image_repository(service)}:{tag}",
+            build=docker.RemoteImageBuildArgs(
                 context=str(context),
-                dockerfile=str(context / "Dockerfile"),
-                args=build_args,
+                dockerfile="Dockerfile",
+                build_args=build_args,
                 # The classic builder: Debian's engine has no buildx, and no registry is
                 # reachable for BuildKit's frontend image.
-                builder_version=docker.BuilderVersion.BUILDER_V1,
+                use_legacy_builder=True,
+                # The build needs nothing from the network: wheels come from the context.
+                network_mode="none",
+                remove=True,
+                force_remove=True,
             ),
-            skip_push=True,
-            build_on_preview=False,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        local = docker.RemoteImage(
-            f"{self._name}-{service}-image-tag",
-            name=image.image_name,
+            triggers={"context": tag},
             keep_locally=False,
+            force_remove=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        return ServiceImage(image=image, local=local)
 
     def _container(
         self,
@@ -212,7 +204,7 @@ class ServicePair(pulumi.ComponentResource):
             f"{self._name}-{service}",
             name=name,
             hostname=name,
-            image=_image_id(image.image),
+            image=image.image_id,
             envs=[f"{key}={value}" for key, value in sorted(envs.items())],
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(name=self.network.name, ipv4_address=address)
@@ -254,21 +246,10 @@ class ServicePair(pulumi.ComponentResource):
             ],
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[self.network, image.local, *after],
+                depends_on=[self.network, image, *after],
                 delete_before_replace=True,
             ),
         )
-
-
-def _image_id(image: docker.Image) -> pulumi.Output[str]:
-    """The built image's ID; its name only if the provider reported no ID.
-
-    The name fallback still deploys, but then every `pulumi up` replaces the container
-    (the provider reads the image back as an ID), which the no-change test would expose.
-    """
-    return pulumi.Output.all(image.repo_digest, image.image_name).apply(
-        lambda values: str(values[0] or values[1])
-    )
 
 
 def _seconds(milliseconds: int) -> str:

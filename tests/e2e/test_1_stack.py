@@ -139,7 +139,7 @@ def test_code_change_replaces_only_internal(
     changed = {urn for urn in ops}
     assert all("internal" in urn for urn in changed), ops
     assert any(urn.startswith("docker:index/container:Container::") for urn in changed), ops
-    assert any(urn.startswith("docker:index/image:Image::") for urn in changed), ops
+    assert any(urn.startswith("docker:index/remoteImage:RemoteImage::") for urn in changed), ops
 
     with harness.timed(f"{name}: pulumi up after internal code change"):
         deployed_stack.stack.up()

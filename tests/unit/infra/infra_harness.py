@@ -27,7 +27,6 @@ INFRA_DIR = REPO_ROOT / "infra"
 
 NETWORK = "docker:index/network:Network"
 CONTAINER = "docker:index/container:Container"
-IMAGE = "docker:index/image:Image"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 COMPONENT = "c2c:index:ServicePair"
 
@@ -77,8 +76,6 @@ class RecordingMocks(Mocks):
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.registered.append(Registration(args.typ, args.name, dict(args.inputs)))
         outputs = dict(args.inputs)
-        if args.typ == IMAGE:
-            outputs["repoDigest"] = fake_image_id(args.inputs["imageName"])
         if args.typ == REMOTE_IMAGE:
             outputs["imageId"] = fake_image_id(args.inputs["name"])
         return f"{args.name}-id", outputs
@@ -140,7 +137,7 @@ class Run:
         return self.only(CONTAINER, name=name)
 
     def image(self, service: str) -> Registration:
-        found = [e for e in self.of_type(IMAGE) if e.name.endswith(f"-{service}-image")]
+        found = [e for e in self.of_type(REMOTE_IMAGE) if e.name.endswith(f"-{service}-image")]
         assert len(found) == 1
         return found[0]
 

@@ -44,7 +44,7 @@ def test_defaults_are_the_seed_topology(defaults: dict[str, str]) -> None:
     assert settings.base_image == "python:3.11-slim"
     assert str(settings.host_bind_address) == "0.0.0.0"
     assert (settings.upstream_connect_timeout_ms, settings.upstream_read_timeout_ms) == (
-        1000,
+        200,
         3000,
     )
     assert (settings.restart_policy, settings.restart_max_retries) == ("on-failure", 5)

@@ -12,7 +12,6 @@ from tests.unit.infra.infra_harness import (
     COMPONENT,
     CONTAINER,
     NETWORK,
-    REMOTE_IMAGE,
     RecordingMocks,
     Registration,
     Run,
@@ -90,9 +89,9 @@ def test_external_reaches_internal_by_its_static_ip(dev: Run) -> None:
     env = env_of(dev.container("c2c-dev-external"))
     assert env["INTERNAL_URL"] == "http://172.13.0.2:8080"
     assert env["PORT"] == "8081"
-    assert env["UPSTREAM_CONNECT_TIMEOUT"] == "1.0"
+    assert env["UPSTREAM_CONNECT_TIMEOUT"] == "0.2"
     assert env["UPSTREAM_READ_TIMEOUT"] == "3.0"
-    assert env["UPSTREAM_RETRIES"] == "3"
+    assert env["UPSTREAM_RETRIES"] == "2"
 
 
 def test_internal_listens_on_its_port_and_knows_no_upstream(dev: Run) -> None:
@@ -148,8 +147,7 @@ def test_replacement_and_ordering_options(dev: Run) -> None:
         # Fixed name and static IP: the old container must go before the new one starts.
         assert container.delete_before_replace
         assert network.urn in container.dependencies
-        tag_owner = dev.only(REMOTE_IMAGE, name=dev.image(service).inputs["imageName"])
-        assert tag_owner.urn in container.dependencies
+        assert dev.image(service).urn in container.dependencies
     assert internal.urn in external.dependencies
     assert external.urn not in internal.dependencies
 
@@ -158,7 +156,7 @@ def test_everything_is_a_child_of_the_service_pair(dev: Run) -> None:
     (pair,) = dev.of_type(COMPONENT)
     assert pair.name == "c2c"
     children = [entry for entry in dev.registered if entry.type != COMPONENT]
-    assert len(children) == 7  # network, 2 images, 2 tag owners, 2 containers
+    assert len(children) == 5  # network, 2 images, 2 containers
     for child in children:
         assert child.parent == pair.urn, child.name
 
@@ -173,23 +171,25 @@ def test_images_are_built_locally_from_their_service_context(
     image = dev.image(service)
     context = services_dir / service
     args = {"BASE_IMAGE": "python:3.11-slim", "C2C_STACK": "dev"}
-    assert image.inputs["imageName"] == f"c2c-dev-{service}:{context_tag(context, args)}"
+    tag = context_tag(context, args)
+    assert image.inputs["name"] == f"c2c-dev-{service}:{tag}"
     assert image.inputs["build"] == {
         "context": str(context),
-        "dockerfile": str(context / "Dockerfile"),
-        "args": args,
-        "builderVersion": "BuilderV1",
+        "dockerfile": "Dockerfile",
+        "buildArgs": args,
+        "useLegacyBuilder": True,
+        "networkMode": "none",
+        "remove": True,
+        "forceRemove": True,
     }
-    assert image.inputs["skipPush"] is True
-    assert image.inputs["buildOnPreview"] is False
-    owner = dev.only(REMOTE_IMAGE, name=image.inputs["imageName"])
-    assert owner.inputs["keepLocally"] is False
-    assert "build" not in owner.inputs
+    # The provider does not diff a build context: the content hash must force the rebuild.
+    assert image.inputs["triggers"] == {"context": tag}
+    assert image.inputs["keepLocally"] is False
 
 
 @pytest.mark.parametrize("service", ["internal", "external"])
 def test_each_container_runs_its_own_image_by_id(dev: Run, service: str) -> None:
-    image_name = dev.image(service).inputs["imageName"]
+    image_name = dev.image(service).inputs["name"]
     assert dev.container(f"c2c-dev-{service}").inputs["image"] == fake_image_id(image_name)
 
 
@@ -204,8 +204,8 @@ def test_default_services_dir_is_the_repo_services_folder() -> None:
 
 
 def test_exports(dev: Run) -> None:
-    internal = dev.image("internal").inputs["imageName"]
-    external = dev.image("external").inputs["imageName"]
+    internal = dev.image("internal").inputs["name"]
+    external = dev.image("external").inputs["name"]
     assert dev.outputs == {
         "endpoint": "http://localhost:8090",
         "internalIp": "172.13.0.2",
@@ -253,8 +253,8 @@ def test_a_non_default_config_and_stack_flow_through(
     assert "maxRetryCount" not in internal.inputs  # Docker refuses it outside on-failure
     assert labels_of(internal)["c2c.stack"] == "staging"
     image = run.image("internal")
-    assert image.inputs["imageName"].startswith("c2c-staging-internal:")
-    assert image.inputs["build"]["args"] == {
+    assert image.inputs["name"].startswith("c2c-staging-internal:")
+    assert image.inputs["build"]["buildArgs"] == {
         "BASE_IMAGE": "c2c-base/python:3.11-bookworm",
         "C2C_STACK": "staging",
     }
@@ -272,7 +272,7 @@ def test_an_unchanged_program_declares_identical_inputs(
 ) -> None:
     first, second = run_main(defaults), run_main(defaults)
     assert first.inputs_by_name() == second.inputs_by_name()
-    assert len(first.inputs_by_name()) == 8
+    assert len(first.inputs_by_name()) == 6  # component, network, 2 images, 2 containers
 
 
 def test_a_change_to_internal_code_changes_only_internal_image_and_container(
@@ -284,7 +284,7 @@ def test_a_change_to_internal_code_changes_only_internal_image_and_container(
     old, new = before.inputs_by_name(), after.inputs_by_name()
     assert set(old) == set(new)
     changed = {name for name in old if old[name] != new[name]}
-    assert changed == {"c2c-internal-image", "c2c-internal-image-tag", "c2c-internal"}
+    assert changed == {"c2c-internal-image", "c2c-internal"}
     assert (
         after.container("c2c-dev-internal").inputs["image"]
         != before.container("c2c-dev-internal").inputs["image"]
@@ -340,4 +340,4 @@ def test_the_same_mocks_do_record_a_valid_run(services_dir: Path, defaults: dict
     # Guards the two tests above: an empty record must mean "nothing declared".
     mocks = RecordingMocks()
     run_main(defaults, mocks=mocks)
-    assert len(mocks.registered) == 8
+    assert len(mocks.registered) == 6

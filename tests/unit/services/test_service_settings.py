@@ -42,9 +42,9 @@ def test_external_defaults() -> None:
     assert settings == ext.Settings(
         internal_url="http://172.13.0.2:8080",
         port=8081,
-        connect_timeout=1.0,
+        connect_timeout=0.2,
         read_timeout=3.0,
-        retries=3,
+        retries=2,
         backoff=0.1,
         workers=2,
         threads=4,
