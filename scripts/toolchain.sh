@@ -169,7 +169,11 @@ main() {
             c2c_log "another caller built $key while we waited"
         else
             c2c_log "cold build of $key (GOMODCACHE=$(go env GOMODCACHE), GOCACHE=$(go env GOCACHE))"
+            # Leftovers of builds killed too hard to clean up (never used: only complete builds
+            # are renamed to their key).
+            find "$cache" -maxdepth 1 -name '.partial.*' -mmin +720 -exec rm -rf {} + || true
             tmp=$(mktemp -d "$cache/.partial.$key.XXXXXX")
+            chmod 755 "$tmp"
             c2c_add_cleanup "rm -rf '$tmp'"
             timed "toolchain built (cold)" build_into "$tmp"
             mv -T "$tmp" "$dest"
