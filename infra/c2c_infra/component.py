@@ -216,6 +216,9 @@ class ServicePair(pulumi.ComponentResource):
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
             security_opts=["no-new-privileges:true"],
             memory=settings.memory_limit_mb,
+            # Equal to memory: no swap on top of the limit (and the engine reads back exactly
+            # this, where an unset value comes back as twice the memory and shows as a diff).
+            memory_swap=settings.memory_limit_mb,
             # pulumi-docker 5.1.0 has no pids_limit; RLIMIT_NPROC is the nearest hard cap.
             ulimits=[
                 docker.ContainerUlimitArgs(
