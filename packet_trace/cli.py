@@ -62,13 +62,21 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+EXIT_CODES_HELP = (
+    "exit codes: 0 complete, 1 partial, 2 usage, 3 stack not deployed, "
+    "4 Docker unreachable, 5 Graphviz dot missing (diagram)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m packet_trace",
         description="Trace one request through the deployed c2c stack: host port, nat table, "
-        "bridge, external -> internal, and a summary. Subcommand `diagram` draws it.",
-        epilog="exit codes: 0 complete, 1 partial, 2 usage, 3 stack not deployed, "
-        "4 Docker unreachable, 5 Graphviz dot missing (diagram)",
+        "bridge, external -> internal, and a summary, all read from live state. It sends one "
+        "GET, only to an address of this host. Run it as root to read the nat table and the "
+        "process holding the port; without root it prints what it could read and exits 1. "
+        "`python -m packet_trace diagram --help` draws the same facts as SVG and PNG.",
+        epilog=EXIT_CODES_HELP,
     )
     _common(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document")
@@ -78,10 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
 def build_diagram_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m packet_trace diagram",
-        description="Write <out>.svg and <out>.png of the stack's topology and request path.",
+        description="Write <out>.svg and <out>.png of the stack's topology and request path, "
+        "from the same live facts as the trace (needs Graphviz's `dot`).",
+        epilog=EXIT_CODES_HELP,
     )
     _common(parser)
-    parser.add_argument("--out", default="docs/topology", help="output path without extension")
+    parser.add_argument(
+        "--out",
+        default="docs/topology",
+        help="output path without extension (default: %(default)s)",
+    )
     return parser
 
 

@@ -398,8 +398,8 @@ def _send(
             Problem(
                 "services",
                 "request-failed",
-                f"GET http://{choice.ip}:{outputs.host_port}/ -> "
-                f"{result.error or result.status}: {result.body[:200]}",
+                f"GET http://{choice.ip}:{outputs.host_port}/ -> {result.error or result.status}"
+                + (f": {result.body[:200]}" if result.body else ""),
                 "check the containers: `docker ps`, `docker logs c2c-<stack>-external`",
             )
         )

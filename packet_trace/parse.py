@@ -1,7 +1,7 @@
 """Pure parsers for what the host's tools print. No I/O: every function takes text or JSON.
 
-Each parser is tested on output captured from a real Docker 20.10 host
-(tests/unit/trace/fixtures/), including the no-rule and no-privilege cases.
+Each parser is tested on output captured from the Pulumi-deployed dev stack on a Docker 20.10 host
+(tests/unit/trace/fixtures/real-dev/), including the no-rule and no-privilege cases.
 """
 
 from __future__ import annotations

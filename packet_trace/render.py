@@ -158,29 +158,14 @@ def summarize(trace: Trace) -> str:
             f"{rule.to_destination if rule else out.external_ip}{counter}. The kernel then "
             f"routed it over {bridge_txt}{veth_txt} to external{_source_text(trace)}."
         )
-    else:
-        proxy = _proxy(trace)
-        proxy_txt = f"by {proxy}" if proxy else "by a process on the host"
-        counter = ""
-        if rule is not None and nat is not None and nat.dnat_moved_by is not None:
-            counter = (
-                f", so the DNAT rule to {rule.to_destination} did not count it "
-                f"(+{nat.dnat_moved_by})"
-            )
-        elif nat is not None and not nat.readable:
-            counter = " (the nat table could not be read to confirm it)"
+    elif req.path_kind == "unknown":
         sentences.append(
-            f"A request to {req.target_ip}:{req.port} was accepted on the host {proxy_txt}; "
-            f"loopback traffic skips the nat table's DOCKER chain{counter}. That proxy then "
-            f"opened a new connection to external at {out.external_ip} over {bridge_txt}{veth_txt}"
-            + (
-                f", from {svc.external_client_ip} — the host's own address on the bridge — which "
-                f"is why external reports that address as its client"
-                if svc and svc.external_client_ip
-                else ""
-            )
-            + "."
+            f"A request from this host to {req.target_ip}:{req.port} met neither a DNAT rule nor "
+            "a listening socket for that address, so nothing on the host could forward it to "
+            "external."
         )
+    else:
+        sentences.append(_proxy_sentence(trace, bridge_txt + veth_txt))
     if svc and svc.internal_client_ip:
         sentences.append(
             f"External then called internal at {svc.internal_url or out.internal_url} directly "
@@ -200,6 +185,40 @@ def summarize(trace: Trace) -> str:
             + "); the problems listed say what to do."
         )
     return " ".join(sentences)
+
+
+def _proxy_sentence(trace: Trace, over: str) -> str:
+    """The request that went to the host port's listener (docker-proxy) instead of the DNAT rule."""
+    out, req, nat, svc = trace.outputs, trace.request, trace.nat, trace.services
+    assert out is not None
+    assert req is not None
+    rule = nat.dnat_rules[0] if nat and nat.dnat_rules else None
+    proxy = _proxy(trace)
+    proxy_txt = f"by {proxy}" if proxy else "by a process on the host"
+    counter = ""
+    if rule is not None and nat is not None and nat.dnat_moved_by is not None:
+        counter = (
+            f", so the DNAT rule to {rule.to_destination} did not count it (+{nat.dnat_moved_by})"
+        )
+    elif nat is not None and not nat.readable:
+        counter = " (the nat table could not be read to confirm it)"
+    skips = f"loopback traffic skips the nat table's DOCKER chain{counter}."
+    if req.error is not None:
+        # Whether the proxy got as far as connecting to external is unknown: say only this much.
+        return (
+            f"A request to {req.target_ip}:{req.port} went to the socket held {proxy_txt}; {skips}"
+        )
+    seen = (
+        f", from {svc.external_client_ip} — the host's own address on the bridge — which is why "
+        "external reports that address as its client"
+        if svc and svc.external_client_ip
+        else ""
+    )
+    return (
+        f"A request to {req.target_ip}:{req.port} was accepted on the host {proxy_txt}; {skips} "
+        f"That proxy then opened a new connection to external at {out.external_ip} over "
+        f"{over}{seen}."
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,10 +267,18 @@ def _hop1(hop: HostPortHop | None, trace: Trace) -> list[str]:
             f"{hop.container_port}"
         )
     if not hop.listeners:
-        lines.append(
-            f"   listening socket: none on port {hop.port}. The userland proxy is off (or "
-            "external is down): only the DNAT rule below makes the port reachable."
-        )
+        nat = trace.nat
+        if nat is not None and nat.readable and not nat.dnat_rules:
+            why = (
+                "and no DNAT rule either (see 2): external is down or its port is not published, "
+                "so nothing makes the port reachable."
+            )
+        else:
+            why = (
+                "the userland proxy is off (or external is down): only the DNAT rule below makes "
+                "the port reachable."
+            )
+        lines.append(_wrap(f"listening socket: none on port {hop.port}; {why}"))
     for x in hop.listeners:
         who = f"{x.process} (pid {x.pid})" if x.process else "process hidden (run as root)"
         lines.append(f"   listening socket: {x.local_address}:{x.port}  held by {who}")
@@ -334,7 +361,9 @@ def _hop4(svc: ServiceHop | None, trace: Trace) -> list[str]:
             f"   internal ({svc.internal_container_ip}, hostname {svc.internal_hostname}) saw "
             f"client {svc.internal_client_ip}"
         )
-    lines.append(f"   client <-> external: {_ms(svc.total_ms)} (whole request, measured here)")
+    req = trace.request
+    whole = "until it failed" if req is not None and req.error else "whole request"
+    lines.append(f"   client <-> external: {_ms(svc.total_ms)} ({whole}, measured here)")
     lines.append(f"   external <-> internal: {_ms(svc.upstream_ms)} (upstream_ms from external)")
     lines.append("")
     return lines

@@ -1,16 +1,26 @@
 """Replay of captured host output: a Sources implementation that reads fixture files.
 
-Fixture folders (captured by fixtures/capture.sh from a stand-in stack on Docker 20.10, iptables
-nf_tables backend, userland proxy on):
-  standin-loopback/  external published on 127.0.0.1:18090
-  standin-allif/     external published on 0.0.0.0:18090
-Each holds the nat table before and after one request to 127.0.0.1 and one to the gateway, the
-nat table and ss with external stopped (no-rule), and iptables-save/nft/ss run as uid 65534
-(no privilege).
+Fixture folders, each captured by fixtures/capture.sh on this project's Docker host (Docker
+20.10.24, iptables 1.8.9 with the nf_tables backend, userland proxy on):
+
+  real-dev/          the Pulumi-deployed `dev` stack: c2c-dev-net 172.13.0.0/16 on
+                     br-f1322933b9af, external published on 0.0.0.0:8090 -> 172.13.0.3:8081.
+                     Everything: the nat table before and after one request to 127.0.0.1 and one
+                     to the gateway 172.13.0.1, the nat table and ss with external stopped
+                     (no-rule), iptables-save/nft/ss run as uid 65534 (no privilege).
+  standin-loopback/  a hand-made stand-in stack (c2c-tracefixture-net 10.213.0.0/24) with
+                     external published on 127.0.0.1:18090 only, a case the dev stack's config
+                     does not produce: the DNAT rule then matches `-d 127.0.0.1/32`. Only the
+                     files of that case are kept (no no-rule or no-privilege captures).
+
+Replay rules: the first nat-table read answers nat-before.txt, the second the nat-after-* file
+of wherever the request went. capture.sh does not record the request's duration, so a replayed
+request always takes REPLAY_MS.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -24,6 +34,27 @@ from packet_trace.parse import (
 from packet_trace.sources import CommandResult, DockerUnavailable, HttpResult
 
 FIXTURES = Path(__file__).parent / "fixtures"
+REAL = "real-dev"
+LOOPBACK_ONLY = "standin-loopback"
+REPLAY_MS = 12.5
+REFUSED = "ConnectionRefusedError: [Errno 111] Connection refused"
+
+# The dev stack's outputs (`pulumi stack output --json`, the keys the trace reads). A test checks
+# they equal what the trace rebuilds from the real-dev Docker captures alone.
+DEV_OUTPUTS: dict[str, str] = {
+    "endpoint": "http://localhost:8090",
+    "internalIp": "172.13.0.2",
+    "externalIp": "172.13.0.3",
+    "subnet": "172.13.0.0/16",
+    "gateway": "172.13.0.1",
+    "networkName": "c2c-dev-net",
+    "internalUrl": "http://172.13.0.2:8080",
+}
+
+
+def dev_outputs(**changes: str) -> str:
+    """DEV_OUTPUTS as JSON, with some values changed."""
+    return json.dumps({**DEV_OUTPUTS, **changes})
 
 
 def read(scenario: str, name: str) -> str:
@@ -33,19 +64,34 @@ def read(scenario: str, name: str) -> str:
 class FixtureSources:
     """Answers every question of the trace from one fixture folder; sends nothing anywhere.
 
-    mode: "root" (default), "noperm" (commands as uid 65534), "no-rule" (external stopped),
-    "nft-only" (no iptables-save: the nft listing, captured once, answers before and after).
+    root: False replays the captures made as uid 65534 (iptables-save, nft and ss).
+    iptables_save: False makes iptables-save "not installed", so the trace falls back to nft;
+      the nft listing was captured once, so it answers both before and after the request.
+    no_rule: the nat table and ss captured while external was stopped; Docker still answers
+      with the inspect taken while it ran unless `stopped` says otherwise.
+    stopped: container names whose inspect is replayed with State.Running false.
+    refuse: the request passes the nat table (its after-capture is used) but is refused, as a
+      `make trace` run right after capture.sh restarted external was.
     """
 
     def __init__(
         self,
-        scenario: str,
-        mode: str = "root",
+        scenario: str = REAL,
+        *,
+        root: bool = True,
+        iptables_save: bool = True,
+        no_rule: bool = False,
+        stopped: frozenset[str] = frozenset(),
+        refuse: bool = False,
         docker_up: bool = True,
         outputs: str | None = None,
     ) -> None:
         self.dir = FIXTURES / scenario
-        self.mode = mode
+        self.root = root
+        self.iptables_save = iptables_save
+        self.no_rule = no_rule
+        self.stopped = stopped
+        self.refuse = refuse
         self.docker_up = docker_up
         self.outputs = outputs
         self.requests: list[tuple[str, int]] = []
@@ -59,12 +105,19 @@ class FixtureSources:
         if not self.docker_up:
             raise DockerUnavailable("Error while fetching server API version: connection refused")
 
+    def _noperm(self, argv: list[str], stem: str) -> CommandResult:
+        rc = int(self._text(f"noperm-{stem}.rc"))
+        return CommandResult(
+            argv, rc, self._text(f"noperm-{stem}.stdout"), self._text(f"noperm-{stem}.stderr")
+        )
+
     # -- outputs and Docker --------------------------------------------------------------------
 
     def pulumi_outputs(self, stack: str) -> CommandResult | None:
         if self.outputs is None:
             return None
-        return CommandResult(["pulumi", "stack", "output", "--json"], 0, self.outputs, "")
+        argv = ["pulumi", "stack", "output", "--json", "--stack", stack]
+        return CommandResult(argv, 0, self.outputs, "")
 
     def network(self, name: str) -> dict[str, Any] | None:
         self._docker()
@@ -83,7 +136,10 @@ class FixtureSources:
         self._docker()
         for doc in json.loads(self._text("containers-inspect.json")):
             if doc["Name"].lstrip("/") == name:
-                found: dict[str, Any] = doc
+                found: dict[str, Any] = copy.deepcopy(doc)
+                if name in self.stopped:
+                    found["State"]["Running"] = False
+                    found["State"]["Status"] = "exited"
                 return found
         return None
 
@@ -98,9 +154,11 @@ class FixtureSources:
         return parse_host_links(self._text("host-links.txt"))
 
     def ss(self) -> CommandResult:
-        name = {"noperm": "ss-listen-noperm.txt", "no-rule": "ss-listen-no-rule.txt"}.get(
-            self.mode, "ss-listen.txt"
-        )
+        name = "ss-listen.txt"
+        if not self.root:
+            name = "ss-listen-noperm.txt"
+        elif self.no_rule:
+            name = "ss-listen-no-rule.txt"
         return CommandResult(["ss", "-Hltnp"], 0, self._text(name), "")
 
     def ip_addr(self) -> CommandResult:
@@ -111,33 +169,36 @@ class FixtureSources:
 
     def nat_table(self) -> CommandResult:
         argv = ["iptables-save", "-t", "nat", "-c"]
-        if self.mode == "noperm":
-            rc = int(self._text("noperm-iptables-save.rc"))
-            return CommandResult(argv, rc, "", self._text("noperm-iptables-save.stderr"))
-        if self.mode == "no-rule":
-            return CommandResult(argv, 0, self._text("nat-no-rule.txt"), "")
-        if self.mode == "nft-only":
+        if not self.iptables_save:
             return CommandResult(argv, 127, "", "iptables-save: command not found")
-        # First read: before the request; second: after it, matching where it went.
+        if not self.root:
+            return self._noperm(argv, "iptables-save")
+        if self.no_rule:
+            return CommandResult(argv, 0, self._text("nat-no-rule.txt"), "")
         name = "nat-before.txt" if self._nat_reads == 0 else self._nat_after
         self._nat_reads += 1
         return CommandResult(argv, 0, self._text(name), "")
 
     def nft_nat(self) -> CommandResult:
-        return CommandResult(
-            ["nft", "list", "table", "ip", "nat"], 0, self._text("nft-nat.txt"), ""
-        )
+        argv = ["nft", "list", "table", "ip", "nat"]
+        if not self.root:
+            return self._noperm(argv, "nft")
+        return CommandResult(argv, 0, self._text("nft-nat.txt"), "")
 
     def http_get(self, ip: str, port: int, path: str = "/") -> HttpResult:
         self.requests.append((ip, port))
-        if self.mode == "no-rule":
+        if self.no_rule:
             # external was stopped for this capture: nothing listens, no rule forwards.
-            return HttpResult(
-                None, "", 0.2, "ConnectionRefusedError: [Errno 111] Connection refused"
-            )
-        kind = "loopback" if ip == "127.0.0.1" else "gateway"
+            return HttpResult(None, "", 0.2, REFUSED)
+        # capture.sh sent exactly these two requests; any other address has no capture.
+        kind = {"127.0.0.1": "loopback", self._gateway(): "gateway"}[ip]
         self._nat_after = f"nat-after-{kind}.txt"
-        body = self._text(f"response-{kind}.json")
+        if self.refuse:
+            return HttpResult(None, "", 0.3, REFUSED)
         if kind == "gateway" and self._text("response-gateway.rc").strip() != "0":
             return HttpResult(None, "", 0.4, self._text("response-gateway.stderr").strip())
-        return HttpResult(200, body, 12.5)
+        return HttpResult(200, self._text(f"response-{kind}.json"), REPLAY_MS)
+
+    def _gateway(self) -> str:
+        net = json.loads(self._text("network-inspect.json"))[0]
+        return str(net["IPAM"]["Config"][0]["Gateway"])
