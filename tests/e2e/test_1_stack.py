@@ -83,12 +83,17 @@ def test_nat_table_holds_the_dnat_rule(deployed_stack: DeployedStack) -> None:
 
 
 def _plan_ops(plan: dict[str, Any]) -> dict[str, str]:
-    """urn suffix (type::name) -> op, for every step that is not 'same'."""
-    return {
-        step["urn"].split("::", 2)[-1]: step["op"]
-        for step in plan.get("steps", [])
-        if step["op"] != "same"
-    }
+    """`type::name` -> op for every step of a plan that is not 'same'.
+
+    A URN is urn:pulumi:<stack>::<project>::<parent types joined by $>$<type>::<name>.
+    """
+    ops: dict[str, str] = {}
+    for step in plan.get("steps", []):
+        if step["op"] == "same":
+            continue
+        qualified_type, name = step["urn"].split("::")[2:4]
+        ops[f"{qualified_type.split('$')[-1]}::{name}"] = step["op"]
+    return ops
 
 
 def test_second_up_changes_nothing(deployed_stack: DeployedStack) -> None:
@@ -136,10 +141,12 @@ def test_code_change_replaces_only_internal(
     marker = _internal_code_change(deployed_stack.stack.workdir)
 
     ops = _plan_ops(deployed_stack.stack.preview())
-    changed = {urn for urn in ops}
-    assert all("internal" in urn for urn in changed), ops
-    assert any(urn.startswith("docker:index/container:Container::") for urn in changed), ops
-    assert any(urn.startswith("docker:index/remoteImage:RemoteImage::") for urn in changed), ops
+    # Exactly internal's image and container are replaced; the network and external stay.
+    assert set(ops) == {
+        "docker:index/remoteImage:RemoteImage::c2c-internal-image",
+        "docker:index/container:Container::c2c-internal",
+    }, ops
+    assert set(ops.values()) <= {"replace", "create-replacement", "delete-replaced"}, ops
 
     with harness.timed(f"{name}: pulumi up after internal code change"):
         deployed_stack.stack.up()
