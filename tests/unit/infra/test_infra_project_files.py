@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -107,3 +108,20 @@ def test_dev_stack_config_is_valid(dev_config: dict[str, Any]) -> None:
 
     settings = load_settings(StackFile(), "dev")
     assert settings.endpoint == "http://localhost:8090"
+
+
+def test_readme_tables_document_every_config_key_with_its_default_and_every_export(
+    project: Any,
+) -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    rows = {
+        cells[1].strip("` "): cells[2].strip("` ")
+        for line in readme.splitlines()
+        if line.startswith("| `c2c:") and len(cells := line.split("|")) > 3
+    }
+    assert rows == {f"c2c:{key}": str(spec["default"]) for key, spec in project["config"].items()}
+    main = (REPO_ROOT / "infra" / "__main__.py").read_text(encoding="utf-8")
+    exports = set(re.findall(r'pulumi\.export\("(\w+)"', main))
+    assert exports
+    for name in exports:
+        assert f"`{name}`" in readme, name
