@@ -61,8 +61,8 @@ def test_invalid_value_fails_up_with_one_line_and_touches_no_docker_object(
     # stderr and the diagnostics summary may each repeat it.)
     problems = re.findall(r"(c2c:[A-Za-z]+: .*?)\s*$", output, re.MULTILINE)
     assert set(problems) == {EXPECTED_LINE}, problems
-    # The summary holds it as a line of its own, readable without any prefix.
-    assert EXPECTED_LINE in [line.strip() for line in output.splitlines()], output
+    # The diagnostics hold it as one line of its own: `error: c2c:<key>: <why>`.
+    assert f"error: {EXPECTED_LINE}" in [line.strip() for line in output.splitlines()], output
     assert "Traceback" not in output
 
     # Checked through the Docker API: nothing of this stack exists.

@@ -10,14 +10,21 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
-// bailExitCode is what pulumi-language-python-exec exits with after it has already reported the
-// program's error to the engine: the engine then shows no second, redundant error.
-const bailExitCode = 32
+// Exit codes of pulumi-language-python-exec (its docstring is the contract).
+const (
+	// bailExitCode: the program's error was already reported to the engine (or the engine ended
+	// the run and reports the cause itself); the engine then shows no second, redundant error.
+	bailExitCode = 32
+	// interruptedExitCode: a KeyboardInterrupt reached the runner (128 + SIGINT, as python).
+	interruptedExitCode = 130
+)
 
 // pythonHost implements the LanguageRuntime service. Methods it does not override (code
 // generation, packing, plugin running) answer Unimplemented, which the engine tolerates.
@@ -124,20 +131,39 @@ func (h *pythonHost) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulum
 	)
 
 	err = cmd.Run()
+	if ctxErr := ctx.Err(); ctxErr != nil && err != nil {
+		// The engine gave up on this Run (CommandContext has killed the program): it is no
+		// longer waiting for an answer, and a "killed" message would only mislead.
+		return nil, status.FromContextError(ctxErr).Err()
+	}
+	return runResponse(err, py.python), nil
+}
+
+// runResponse turns how pulumi-language-python-exec ended into the engine's answer.
+func runResponse(err error, python string) *pulumirpc.RunResponse {
 	var exitErr *exec.ExitError
-	switch {
-	case err == nil:
-		return &pulumirpc.RunResponse{}, nil
-	case errors.As(err, &exitErr) && exitErr.ExitCode() == bailExitCode:
-		return &pulumirpc.RunResponse{Bail: true}, nil
-	case errors.As(err, &exitErr):
+	if err == nil {
+		return &pulumirpc.RunResponse{}
+	}
+	if !errors.As(err, &exitErr) {
 		return &pulumirpc.RunResponse{
-			Error: fmt.Sprintf("Program exited with non-zero exit code: %d", exitErr.ExitCode()),
-		}, nil
+			Error: fmt.Sprintf("could not run %s with %s: %v", execName, python, err),
+		}
+	}
+	ws, hasStatus := exitErr.Sys().(syscall.WaitStatus)
+	switch {
+	case exitErr.ExitCode() == bailExitCode:
+		return &pulumirpc.RunResponse{Bail: true}
+	case exitErr.ExitCode() == interruptedExitCode:
+		return &pulumirpc.RunResponse{Error: "Program was interrupted"}
+	case hasStatus && ws.Signaled():
+		// The program runner leaves SIGINT/SIGTERM at their defaults: it ends without a word,
+		// and this is the one line that says why.
+		return &pulumirpc.RunResponse{Error: fmt.Sprintf("Program was stopped by signal: %v", ws.Signal())}
 	default:
 		return &pulumirpc.RunResponse{
-			Error: fmt.Sprintf("could not run %s with %s: %v", execName, py.python, err),
-		}, nil
+			Error: fmt.Sprintf("Program exited with non-zero exit code: %d", exitErr.ExitCode()),
+		}
 	}
 }
 
