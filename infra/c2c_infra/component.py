@@ -5,8 +5,10 @@ external  -- static IP on the bridge, one published port hostPort -> externalPor
              INTERNAL_URL pointing at internal's static IP.
 
 Replacement rules (why the options below look the way they do):
-* An image's tag is a content hash of its build context (context_hash), so a code change in
-  one service gives a new image name for that service only; everything else stays equal.
+* Both images build from one context, services/ (one Dockerfile, SERVICE chooses the image).
+  An image's tag is a content hash (context_hash) of the parts its build uses: the
+  Dockerfile, .dockerignore, common/ and its own service directory. So a code change in one
+  service gives a new image name for that service only, a change to common/ for both.
 * Each image is a `RemoteImage` with a `build` block: the provider builds it with the classic
   builder (Debian's engine has no buildx) when the resource is created or replaced, and
   `triggers` carry the content hash, because the provider does not diff a build context.
@@ -32,8 +34,10 @@ from c2c_infra.context_hash import context_tag
 
 COMPONENT_TYPE = "c2c:index:ServicePair"
 SERVICES_DIR = Path(__file__).resolve().parents[2] / "services"
+# What every image copies besides its own directory services/<service>/ (see the Dockerfile).
+COMMON_DIR = "common"
 
-# The uid/gid the Dockerfiles create; set here too so a changed image cannot run as root.
+# The uid/gid the Dockerfile creates; set here too so a changed image cannot run as root.
 CONTAINER_USER = "10001:10001"
 # The only writable path besides /dev/shm (gunicorn's heartbeat dir); never executable.
 TMPFS = {"/tmp": "rw,noexec,nosuid,nodev,size=16m"}  # noqa: S108 - a tmpfs mount, not a file
@@ -55,7 +59,7 @@ def default_services_dir() -> Path:
 
 @dataclass(frozen=True)
 class ServicePairArgs:
-    """Inputs of ServicePair: validated settings and where the build contexts live."""
+    """Inputs of ServicePair: validated settings and the build context of both images."""
 
     settings: StackSettings
     # Resolved from this file, not the working directory, which the Pulumi CLI chooses.
@@ -96,9 +100,7 @@ class ServicePair(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
 
-        self.images = {
-            service: self._image(service, args.services_dir / service) for service in SERVICES
-        }
+        self.images = {service: self._image(service, args.services_dir) for service in SERVICES}
 
         self.internal = self._container(
             "internal",
@@ -154,8 +156,13 @@ class ServicePair(pulumi.ComponentResource):
 
     def _image(self, service: str, context: Path) -> docker.RemoteImage:
         settings = self._settings
-        build_args = {"BASE_IMAGE": settings.base_image, "C2C_STACK": settings.stack}
-        tag = context_tag(context, build_args)
+        build_args = {
+            "BASE_IMAGE": settings.base_image,
+            "C2C_STACK": settings.stack,
+            "SERVICE": service,
+        }
+        # Only what this image uses: another service's files never change its tag.
+        tag = context_tag(context, build_args, only=(COMMON_DIR, service))
         return docker.RemoteImage(
             f"{self._name}-{service}-image",
             name=f"{settings.image_repository(service)}:{tag}",

@@ -28,6 +28,7 @@ __all__ = ["stub_upstream"]  # a fixture: pytest finds it in this conftest
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
+GUNICORN_CONFIG = "python:c2c_http.gunicorn_conf"  # the image's CMD uses the same
 
 
 def free_port() -> int:
@@ -56,15 +57,18 @@ class Service:
     def start(self) -> float:
         """Start and wait until /healthz answers; returns the seconds that took."""
         started = time.perf_counter()
-        package = f"{self.name}_service"
+        # As in the image (services/Dockerfile): the shared code and the service's package on
+        # the path, C2C_SERVICE naming the package, and the one shared gunicorn config.
+        python_path = [ROOT / "services" / "common", ROOT / "services" / self.name]
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "PYTHONPATH": str(ROOT / "services" / self.name),
+            "PYTHONPATH": os.pathsep.join(map(str, python_path)),
             "PYTHONUNBUFFERED": "1",
+            "C2C_SERVICE": f"{self.name}_service",
             "PORT": str(self.port),
             **self.env,
         }
-        command = [sys.executable, "-m", "gunicorn", "--config", f"python:{package}.gunicorn_conf"]
+        command = [sys.executable, "-m", "gunicorn", "--config", GUNICORN_CONFIG]
         command += ["--bind", f"127.0.0.1:{self.port}"]
         with self.stdout.open("ab") as out, (self.logs / f"{self.name}.err").open("ab") as err:
             self.process = subprocess.Popen(command, env=env, stdout=out, stderr=err, cwd=ROOT)

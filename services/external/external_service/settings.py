@@ -7,33 +7,14 @@ stops at startup with one line naming the variable, instead of hanging or retryi
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Self
 from urllib.parse import urlsplit
 
-N = TypeVar("N", int, float)
+from c2c_http.settings import ServerSettings, SettingsError, env_int, env_seconds
 
-
-class SettingsError(ValueError):
-    """An environment variable holds a value the service refuses to start with."""
-
-
-def _number(env: Mapping[str, str], name: str, default: N, bounds: tuple[N, N]) -> N:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    parse: Callable[[str], N] = type(default)
-    low, high = bounds
-    try:
-        value = parse(raw)
-    except ValueError:
-        value = None
-    # NaN fails both comparisons, so it is refused here too.
-    if value is None or not low <= value <= high:
-        kind = "an integer" if isinstance(default, int) else "a number of seconds"
-        raise SettingsError(f"{name}={raw!r}: expected {kind} from {low} to {high}")
-    return value
+__all__ = ["Settings", "SettingsError"]
 
 
 def _internal_url(env: Mapping[str, str]) -> str:
@@ -51,10 +32,10 @@ def _internal_url(env: Mapping[str, str]) -> str:
     return raw.rstrip("/")
 
 
-@dataclass(frozen=True)
-class Settings:
+@dataclass(frozen=True, kw_only=True)
+class Settings(ServerSettings):
     internal_url: str
-    port: int = 8081
+    port: int = 8081  # keep equal to the image's default (services/Dockerfile, port-external)
     # A connect across the Docker bridge takes well under 1 ms; a longer wait only delays the 502
     # while internal is gone: (1 + retries) x 0.2 s + 0.2 s backoff stays under 1 s.
     connect_timeout: float = 0.2
@@ -63,20 +44,16 @@ class Settings:
     # The first retry is immediate, then backoff * 2**n seconds, at most upstream.MAX_BACKOFF
     # each: with the defaults, a refused connection fails after about 0.2 s (sleeps 0 + 0.2).
     backoff: float = 0.1
-    workers: int = 2
-    threads: int = 4
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:
         return cls(
+            **cls.server_fields(env),
             internal_url=_internal_url(env),
-            port=_number(env, "PORT", cls.port, (1, 65535)),
-            connect_timeout=_number(
-                env, "UPSTREAM_CONNECT_TIMEOUT", cls.connect_timeout, (0.05, 10.0)
+            connect_timeout=env_seconds(
+                env, "UPSTREAM_CONNECT_TIMEOUT", cls.connect_timeout, 0.05, 10.0
             ),
-            read_timeout=_number(env, "UPSTREAM_READ_TIMEOUT", cls.read_timeout, (0.05, 60.0)),
-            retries=_number(env, "UPSTREAM_RETRIES", cls.retries, (0, 10)),
-            backoff=_number(env, "UPSTREAM_BACKOFF", cls.backoff, (0.0, 1.0)),
-            workers=_number(env, "WEB_CONCURRENCY", cls.workers, (1, 32)),
-            threads=_number(env, "GUNICORN_THREADS", cls.threads, (1, 64)),
+            read_timeout=env_seconds(env, "UPSTREAM_READ_TIMEOUT", cls.read_timeout, 0.05, 60.0),
+            retries=env_int(env, "UPSTREAM_RETRIES", cls.retries, 0, 10),
+            backoff=env_seconds(env, "UPSTREAM_BACKOFF", cls.backoff, 0.0, 1.0),
         )

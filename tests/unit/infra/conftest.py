@@ -5,15 +5,13 @@ from pathlib import Path
 import pytest
 
 from c2c_infra import component
-from tests.unit.infra.infra_harness import project_defaults, write_service
+from tests.unit.infra.infra_harness import project_defaults, write_services
 
 
 @pytest.fixture
 def services_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Fake build contexts, used by the program instead of the repo's services/."""
-    root = tmp_path / "services"
-    for service in ("internal", "external"):
-        write_service(root, service)
+    """A fake shared build context, used by the program instead of the repo's services/."""
+    root = write_services(tmp_path / "services")
     monkeypatch.setattr(component, "SERVICES_DIR", root)
     return root
 

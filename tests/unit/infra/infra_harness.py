@@ -32,16 +32,36 @@ COMPONENT = "c2c:index:ServicePair"
 
 
 FAKE_DOCKERIGNORE = "*\n!Dockerfile\n!app/\n**/__pycache__\n**/*.pyc\n"
+# One context for several images, shaped like services/: one Dockerfile, shared code, and a
+# directory per service, named one by one (Docker does not apply !*/app/ inside excluded dirs).
+FAKE_SHARED_DOCKERIGNORE = (
+    "*\n!Dockerfile\n!common/\n!internal/app/\n!external/app/\n**/__pycache__\n**/*.pyc\n"
+)
+FAKE_SHARED_DOCKERFILE = (
+    "FROM scratch\nARG SERVICE\nCOPY common/ /app/common/\nCOPY ${SERVICE}/app/ /app/\n"
+)
 
 
 def write_service(root: Path, service: str) -> Path:
-    """A minimal build context shaped like services/<name>: Dockerfile, ignore file, code."""
+    """A minimal build context of one image: Dockerfile, ignore file, code."""
     context = root / service
     (context / "app").mkdir(parents=True)
     (context / "Dockerfile").write_text(f"FROM scratch\nCOPY app/ /app/\n# {service}\n")
     (context / ".dockerignore").write_text(FAKE_DOCKERIGNORE)
     (context / "app" / "main.py").write_text(f"SERVICE = {service!r}\n")
     return context
+
+
+def write_services(root: Path) -> Path:
+    """A minimal build context shaped like services/: the images of internal and external."""
+    (root / "common").mkdir(parents=True)
+    (root / "Dockerfile").write_text(FAKE_SHARED_DOCKERFILE)
+    (root / ".dockerignore").write_text(FAKE_SHARED_DOCKERIGNORE)
+    (root / "common" / "shared.py").write_text("SHARED = 1\n")
+    for service in ("internal", "external"):
+        (root / service / "app").mkdir(parents=True)
+        (root / service / "app" / "main.py").write_text(f"SERVICE = {service!r}\n")
+    return root
 
 
 def project_defaults() -> dict[str, str]:

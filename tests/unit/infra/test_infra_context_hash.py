@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from c2c_infra.context_hash import TAG_LENGTH, context_digest, context_paths, context_tag
-from tests.unit.infra.infra_harness import REPO_ROOT, write_service
+from tests.unit.infra.infra_harness import REPO_ROOT, write_service, write_services
 
 ARGS = {"BASE_IMAGE": "python:3.11-slim", "C2C_STACK": "dev"}
 
@@ -148,14 +148,141 @@ def test_a_context_without_dockerfile_is_an_error(tmp_path: Path) -> None:
         context_tag(tmp_path / "empty", ARGS)
 
 
+# --- one context, several images: `only` -------------------------------------------------
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> Path:
+    return write_services(tmp_path / "services")
+
+
+def _tags(context: Path) -> dict[str, str]:
+    return {
+        service: context_tag(context, {**ARGS, "SERVICE": service}, only=("common", service))
+        for service in ("internal", "external")
+    }
+
+
+def test_only_keeps_the_named_parts_and_the_files_every_build_reads(shared: Path) -> None:
+    assert context_paths(shared, only=("common", "internal")) == [
+        ".dockerignore",
+        "Dockerfile",
+        "common",
+        "common/shared.py",
+        "internal/app",
+        "internal/app/main.py",
+    ]
+    # Without `only`: everything the engine receives, both services included.
+    assert "external/app/main.py" in context_paths(shared)
+
+
+@pytest.mark.parametrize(("service", "other"), [("internal", "external"), ("external", "internal")])
+def test_a_change_in_one_service_changes_only_its_tag(
+    shared: Path, service: str, other: str
+) -> None:
+    before = _tags(shared)
+    (shared / service / "app" / "new.py").write_text("X = 1\n")
+    after = _tags(shared)
+    assert after[service] != before[service]
+    assert after[other] == before[other]
+
+
+@pytest.mark.parametrize("path", ["common/shared.py", "Dockerfile", ".dockerignore"])
+def test_a_change_to_a_shared_part_changes_every_tag(shared: Path, path: str) -> None:
+    before = _tags(shared)
+    with (shared / path).open("a") as handle:
+        handle.write("\n# changed\n")
+    after = _tags(shared)
+    assert after["internal"] != before["internal"]
+    assert after["external"] != before["external"]
+
+
+def test_ignored_files_in_a_named_part_change_no_tag(shared: Path) -> None:
+    before = _tags(shared)
+    (shared / "internal" / "tests").mkdir()
+    (shared / "internal" / "tests" / "test_app.py").write_text("def test(): pass\n")
+    (shared / "internal" / "app" / "stale.pyc").write_bytes(b"\x00")
+    (shared / "README.md").write_text("notes\n")
+    assert _tags(shared) == before
+
+
+def test_only_is_normalised_and_unordered(shared: Path) -> None:
+    tag = context_tag(shared, ARGS, only=("common", "internal"))
+    assert context_tag(shared, ARGS, only=("./internal/", "common/")) == tag
+    # A different selection is different content.
+    assert context_tag(shared, ARGS, only=("common",)) != tag
+    assert context_tag(shared, ARGS) != tag
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        "intern",  # a prefix of a name is not a path: nothing under intern/
+        "missing",
+        "internal/tests",  # exists on disk once created, but is ignored
+    ],
+)
+def test_a_part_that_sends_nothing_is_an_error(shared: Path, part: str) -> None:
+    (shared / "internal" / "tests").mkdir()
+    (shared / "internal" / "tests" / "test_app.py").write_text("def test(): pass\n")
+    with pytest.raises(FileNotFoundError, match=f"^'{part}' sends nothing"):
+        context_tag(shared, ARGS, only=("common", part))
+
+
+@pytest.mark.parametrize("part", ["", ".", "/abs", "../services", "common/../internal"])
+def test_a_part_outside_the_context_is_refused(shared: Path, part: str) -> None:
+    with pytest.raises(ValueError, match="not a path inside the build context"):
+        context_paths(shared, only=(part,))
+
+
+def test_one_str_is_not_taken_for_a_list_of_parts(shared: Path) -> None:
+    with pytest.raises(TypeError, match="not one str"):
+        context_paths(shared, only="internal")
+
+
+# --- the real services/ context ---------------------------------------------------------
+
+
+SERVICES_DIR = REPO_ROOT / "services"
+
+
 @pytest.mark.parametrize("service", ["internal", "external"])
-def test_the_real_service_contexts_send_their_code_and_not_the_rest(service: str) -> None:
-    context = REPO_ROOT / "services" / service
-    paths = context_paths(context)
-    package = f"{service}_service"
-    assert {"Dockerfile", "requirements.txt", f"{package}/__init__.py"} <= set(paths)
-    assert not [p for p in paths if "__pycache__" in p or p.endswith(".pyc")]
-    assert not [p for p in paths if p.startswith(("tests/", ".venv/"))]
-    # The two services never share a tag.
+def test_each_real_image_hashes_its_code_and_not_the_rest(service: str) -> None:
     other = "external" if service == "internal" else "internal"
-    assert context_tag(context, ARGS) != context_tag(REPO_ROOT / "services" / other, ARGS)
+    paths = context_paths(SERVICES_DIR, only=("common", service))
+    package = f"{service}_service"
+    assert {
+        "Dockerfile",
+        ".dockerignore",
+        "common/c2c_http/__init__.py",
+        "common/c2c_http/gunicorn_conf.py",
+        f"{service}/requirements.txt",
+        f"{service}/{package}/__init__.py",
+    } <= set(paths)
+    assert not [p for p in paths if p.startswith(f"{other}/")]
+    assert not [p for p in paths if "__pycache__" in p or p.endswith(".pyc")]
+    # The two services never share a tag.
+    tags = {
+        name: context_tag(SERVICES_DIR, {**ARGS, "SERVICE": name}, only=("common", name))
+        for name in (service, other)
+    }
+    assert tags[service] != tags[other]
+
+
+def test_the_real_context_sends_only_what_the_images_copy() -> None:
+    paths = context_paths(SERVICES_DIR)
+    top = {path.split("/")[0] for path in paths}
+    assert top == {"Dockerfile", ".dockerignore", "common", "internal", "external"}
+    assert not [p for p in paths if p.startswith("common/") and not p.startswith("common/c2c_")]
+    for service in ("internal", "external"):
+        sent = {p.split("/")[1] for p in paths if p.startswith(f"{service}/")}
+        # wheels/ only when scripts/wheelhouse.sh has filled it.
+        assert sent - {"wheels"} == {"requirements.txt", f"{service}_service"}
+    assert not [p for p in paths if "__pycache__" in p or p.endswith(".pyc")]
+    assert not [p for p in paths if "/.wheels." in p]  # half-written wheelhouses
+
+
+def test_common_is_no_service_for_the_wheelhouse_script() -> None:
+    # scripts/wheelhouse.sh fills a wheelhouse for every services/*/requirements.txt.
+    services = sorted(p.parent.name for p in SERVICES_DIR.glob("*/requirements.txt"))
+    assert services == ["external", "internal"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -165,16 +166,16 @@ def test_everything_is_a_child_of_the_service_pair(dev: Run) -> None:
 
 
 @pytest.mark.parametrize("service", ["internal", "external"])
-def test_images_are_built_locally_from_their_service_context(
+def test_images_are_built_locally_from_the_shared_context(
     dev: Run, services_dir: Path, service: str
 ) -> None:
     image = dev.image(service)
-    context = services_dir / service
-    args = {"BASE_IMAGE": "python:3.11-slim", "C2C_STACK": "dev"}
-    tag = context_tag(context, args)
+    args = {"BASE_IMAGE": "python:3.11-slim", "C2C_STACK": "dev", "SERVICE": service}
+    # The tag covers the Dockerfile, .dockerignore, common/ and this service's directory.
+    tag = context_tag(services_dir, args, only=("common", service))
     assert image.inputs["name"] == f"c2c-dev-{service}:{tag}"
     assert image.inputs["build"] == {
-        "context": str(context),
+        "context": str(services_dir),
         "dockerfile": "Dockerfile",
         "buildArgs": args,
         "useLegacyBuilder": True,
@@ -185,6 +186,12 @@ def test_images_are_built_locally_from_their_service_context(
     # The provider does not diff a build context: the content hash must force the rebuild.
     assert image.inputs["triggers"] == {"context": tag}
     assert image.inputs["keepLocally"] is False
+
+
+def test_the_two_images_have_different_tags(dev: Run) -> None:
+    internal = dev.image("internal").inputs["name"].split(":")[1]
+    external = dev.image("external").inputs["name"].split(":")[1]
+    assert internal != external
 
 
 @pytest.mark.parametrize("service", ["internal", "external"])
@@ -257,6 +264,7 @@ def test_a_non_default_config_and_stack_flow_through(
     assert image.inputs["build"]["buildArgs"] == {
         "BASE_IMAGE": "c2c-base/python:3.11-bookworm",
         "C2C_STACK": "staging",
+        "SERVICE": "internal",
     }
     assert run.outputs["endpoint"] == "http://127.0.0.1:9090"
     assert run.outputs["internalUrl"] == "http://10.213.0.10:9080"
@@ -275,6 +283,18 @@ def test_an_unchanged_program_declares_identical_inputs(
     assert len(first.inputs_by_name()) == 6  # component, network, 2 images, 2 containers
 
 
+def _changed_by(
+    services_dir: Path, defaults: dict[str, str], change: Callable[[Path], object]
+) -> set[str]:
+    """Logical names whose inputs differ after `change(services_dir)`."""
+    before = run_main(defaults)
+    change(services_dir)
+    after = run_main(defaults)
+    old, new = before.inputs_by_name(), after.inputs_by_name()
+    assert set(old) == set(new)
+    return {name for name in old if old[name] != new[name]}
+
+
 def test_a_change_to_internal_code_changes_only_internal_image_and_container(
     services_dir: Path, defaults: dict[str, str]
 ) -> None:
@@ -291,13 +311,48 @@ def test_a_change_to_internal_code_changes_only_internal_image_and_container(
     )
 
 
-def test_an_ignored_file_changes_nothing(services_dir: Path, defaults: dict[str, str]) -> None:
-    before = run_main(defaults)
-    cache = services_dir / "internal" / "app" / "__pycache__"
-    cache.mkdir()
-    (cache / "main.cpython-311.pyc").write_bytes(b"\x00")
-    after = run_main(defaults)
-    assert before.inputs_by_name() == after.inputs_by_name()
+def test_a_change_to_external_code_changes_only_external_image_and_container(
+    services_dir: Path, defaults: dict[str, str]
+) -> None:
+    def change(root: Path) -> None:
+        (root / "external" / "app" / "new.py").write_text("X = 1\n")
+
+    assert _changed_by(services_dir, defaults, change) == {"c2c-external-image", "c2c-external"}
+
+
+@pytest.mark.parametrize("shared", ["common/shared.py", "Dockerfile", ".dockerignore"])
+def test_a_change_to_what_both_images_use_changes_both(
+    services_dir: Path, defaults: dict[str, str], shared: str
+) -> None:
+    def change(root: Path) -> None:
+        with (root / shared).open("a") as handle:
+            handle.write("\n# changed\n")
+
+    assert _changed_by(services_dir, defaults, change) == {
+        "c2c-internal-image",
+        "c2c-internal",
+        "c2c-external-image",
+        "c2c-external",
+    }
+
+
+@pytest.mark.parametrize(
+    "ignored",
+    [
+        "internal/app/__pycache__/main.cpython-311.pyc",  # excluded inside the allow-list
+        "external/app/stale.pyc",
+        "internal/tests/test_app.py",  # outside the allow-list, in a service directory
+        "README.md",  # outside the allow-list, next to the Dockerfile
+    ],
+)
+def test_an_ignored_file_changes_nothing(
+    services_dir: Path, defaults: dict[str, str], ignored: str
+) -> None:
+    def change(root: Path) -> None:
+        (root / ignored).parent.mkdir(parents=True, exist_ok=True)
+        (root / ignored).write_bytes(b"\x00")
+
+    assert _changed_by(services_dir, defaults, change) == set()
 
 
 # --- invalid config ---------------------------------------------------------------------

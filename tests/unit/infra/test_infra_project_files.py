@@ -80,9 +80,8 @@ def test_issue_table_defaults(project: Any) -> None:
 
 def test_base_image_default_is_the_dockerfiles_default(project: Any) -> None:
     default = project["config"]["baseImage"]["default"]
-    for service in ("internal", "external"):
-        dockerfile = (REPO_ROOT / "services" / service / "Dockerfile").read_text()
-        assert f"ARG BASE_IMAGE={default}\n" in dockerfile
+    dockerfile = (REPO_ROOT / "services" / "Dockerfile").read_text()
+    assert f"ARG BASE_IMAGE={default}\n" in dockerfile
 
 
 def test_dev_stack_sets_every_key_to_its_project_default(

@@ -107,22 +107,67 @@ def _fresh_import(name: str) -> ModuleType:
 def test_gunicorn_config_follows_the_environment(
     service: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("C2C_SERVICE", service)  # what the image sets
     monkeypatch.setenv("INTERNAL_URL", URL["INTERNAL_URL"])
     monkeypatch.setenv("PORT", "8123")
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
-    conf = _fresh_import(f"{service}.gunicorn_conf")
+    monkeypatch.setenv("GUNICORN_THREADS", "5")
+    conf = _fresh_import("c2c_http.gunicorn_conf")
     assert conf.bind == ["0.0.0.0:8123"]
-    assert conf.workers == 3
+    assert (conf.workers, conf.threads) == (3, 5)
     assert conf.worker_tmp_dir == "/dev/shm"  # the root filesystem is read-only
     assert conf.accesslog is None  # the app writes the one access line itself
     assert conf.wsgi_app == f"{service}:create_app()"
+
+
+@pytest.mark.parametrize(
+    ("service", "port"), [("internal_service", 8080), ("external_service", 8081)]
+)
+def test_gunicorn_config_binds_the_service_default_port(
+    service: str, port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("C2C_SERVICE", service)
+    monkeypatch.setenv("INTERNAL_URL", URL["INTERNAL_URL"])
+    monkeypatch.delenv("PORT", raising=False)
+    assert _fresh_import("c2c_http.gunicorn_conf").bind == [f"0.0.0.0:{port}"]
 
 
 @pytest.mark.parametrize("service", ["internal_service", "external_service"])
 def test_gunicorn_config_stops_with_one_line_naming_the_variable(
     service: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("C2C_SERVICE", service)
     monkeypatch.setenv("INTERNAL_URL", URL["INTERNAL_URL"])
     monkeypatch.setenv("PORT", "http")
     with pytest.raises(SystemExit, match=f"^{service}: invalid setting: PORT='http'"):
-        _fresh_import(f"{service}.gunicorn_conf")
+        _fresh_import("c2c_http.gunicorn_conf")
+
+
+def test_gunicorn_config_checks_the_service_settings_not_only_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("C2C_SERVICE", "external_service")
+    monkeypatch.delenv("INTERNAL_URL", raising=False)
+    with pytest.raises(SystemExit, match=r"^external_service: invalid setting: INTERNAL_URL is"):
+        _fresh_import("c2c_http.gunicorn_conf")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (None, r"^c2c_http: C2C_SERVICE='': expected a service package name$"),
+        ("internal_service:create_app()", r"^c2c_http: C2C_SERVICE='internal_service:"),
+        ("no_such_service", r"^c2c_http: C2C_SERVICE='no_such_service': No module named"),
+        ("c2c_http", r"^c2c_http: C2C_SERVICE='c2c_http': .*no attribute 'Settings'"),
+        ("email", r"^c2c_http: C2C_SERVICE='email': No module named 'email.settings'"),
+    ],
+)
+def test_gunicorn_config_stops_with_one_line_on_a_bad_service_name(
+    value: str | None, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if value is None:
+        monkeypatch.delenv("C2C_SERVICE", raising=False)
+    else:
+        monkeypatch.setenv("C2C_SERVICE", value)
+    with pytest.raises(SystemExit, match=message):
+        _fresh_import("c2c_http.gunicorn_conf")
