@@ -18,21 +18,12 @@ from typing import Any
 import pytest
 
 from packet_trace.analyze import dnat_rules_for
-from packet_trace.parse import parse_iptables_save
+from packet_trace.parse import OUTPUT_KEYS, parse_iptables_save
 from tests.e2e.conftest import DeployedStack
 
 pytestmark = pytest.mark.e2e
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-OUTPUT_KEYS = (
-    "endpoint",
-    "internalIp",
-    "externalIp",
-    "subnet",
-    "gateway",
-    "networkName",
-    "internalUrl",
-)
 
 
 @pytest.fixture(autouse=True)
