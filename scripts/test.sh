@@ -22,9 +22,10 @@ prepare_e2e() {
     base="$(timed base-image "$scripts/base-image.sh")" || return 1
     export C2C_BASE_IMAGE="$base"
     timed wheelhouse "$scripts/wheelhouse.sh" || return 1
-    local bin
-    bin="$(timed toolchain "$scripts/toolchain.sh")" || return 1
-    export PATH="$bin:$PATH"
+    # The same PATH and PULUMI_HOME as `make up` (pulumi-env.sh); the e2e harness gives each
+    # run its own backend and passphrase.
+    # shellcheck source=scripts/pulumi-env.sh
+    timed toolchain source "$scripts/pulumi-env.sh" || return 1
 }
 
 if prepare_e2e; then

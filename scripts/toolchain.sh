@@ -9,8 +9,10 @@
 #    clone on the machine, ${XDG_CACHE_HOME:-~/.cache}/c2c/toolchain/<key>/ (key = pinned
 #    versions + Go version + a hash of toolchain/**): bin/ holds pulumi, pulumi-language-python
 #    (our own host) and pulumi-language-python-exec; plugins/ holds pulumi-resource-docker, which
-#    is installed into PULUMI_HOME (default ~/.pulumi) with `pulumi plugin install --file`, so the
-#    CLI finds it with no download. Builds run in a temp dir renamed into place (an interrupted
+#    is installed with `pulumi plugin install --file` into the build's own pulumi-home/, so the
+#    CLI finds it with no download. Callers set PULUMI_HOME to <bin>/../pulumi-home when it
+#    exists (scripts/pulumi-env.sh does): our provider, built from another upstream commit than
+#    Pulumi's release, never lands in the user's ~/.pulumi as "docker 5.1.0". Builds run in a temp dir renamed into place (an interrupted
 #    build is never taken for a good one) under a flock (concurrent callers wait, then reuse).
 #
 # Environment: C2C_TOOLCHAIN=build skips step 1 (CI uses it to exercise the cold path);
@@ -62,7 +64,13 @@ find_installed() {
     if [[ ! -x $dir/pulumi-language-python ]] && ! command -v pulumi-language-python >/dev/null; then
         return 1
     fi
-    has_docker_plugin "$pulumi" || return 1
+    if ! has_docker_plugin "$pulumi"; then
+        # A workstation with Pulumi but without this plugin version: the normal install, bounded
+        # in time (fails at once where no registry is reachable, as on CI's machines).
+        timeout 120 "$pulumi" plugin install resource docker "$PULUMI_DOCKER_VERSION" >&2 ||
+            return 1
+        has_docker_plugin "$pulumi" || return 1
+    fi
     printf '%s\n' "$dir"
 }
 
@@ -136,7 +144,8 @@ build_into() {
 # download): install it, or replace an installed copy that differs from this build.
 install_plugin() {
     local dest=$1 home installed
-    home=${PULUMI_HOME:-$HOME/.pulumi}
+    home=$dest/pulumi-home
+    export PULUMI_HOME=$home
     installed=$home/plugins/resource-docker-v$PULUMI_DOCKER_VERSION/pulumi-resource-docker
     if [[ -f $installed ]] && cmp -s "$installed" "$dest/plugins/pulumi-resource-docker"; then
         c2c_log "docker plugin $PULUMI_DOCKER_VERSION already installed in $home"
