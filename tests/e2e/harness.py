@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import pytest
 import requests
 import yaml
 
@@ -256,3 +257,12 @@ def record_measurements(section: str, values: dict[str, Any]) -> None:
     partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     partial.replace(MEASUREMENTS)  # atomic: a reader never sees half a file
     print(f"measurements[{section}] += {json.dumps(values, sort_keys=True)}")
+
+
+def require_root(why: str) -> None:
+    """Skip a test that needs root outside CI; under CI=true (which runs as root) fail instead."""
+    if os.geteuid() == 0:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but not root: {why}", pytrace=False)
+    pytest.skip(f"needs root: {why}")

@@ -76,6 +76,7 @@ def _nat_rules() -> str:
 
 
 def test_nat_table_holds_the_dnat_rule(deployed_stack: DeployedStack) -> None:
+    harness.require_root("reading the nat table")
     rules = [line for line in _nat_rules().splitlines() if "DNAT" in line]
     expected = [r for r in rules if "--dport 8090" in r and "172.13.0.3:8081" in r]
     assert expected, "no DNAT 8090 -> 172.13.0.3:8081 in:\n" + "\n".join(rules)
@@ -112,7 +113,7 @@ def test_internal_stopped_gives_502_then_recovers(
         status, body, elapsed = harness.get_json(endpoint)
         assert status == 502
         assert body["status"] == 502
-        assert elapsed < 2.0
+        assert elapsed < 1.0
     finally:
         internal.start()
     harness.wait_for_status(endpoint, 200, within=30)

@@ -128,8 +128,7 @@ def _watch_restart(name: str, old_pid: int, port: int, origin: float, seen: Rest
 def test_kill_9_of_internal_gives_fast_502_then_restarts_by_itself(
     deployed_stack: DeployedStack, docker_client: docker.DockerClient, config: dict[str, str]
 ) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("kill -9 of a container's process (uid 10001) from the host needs root")
+    harness.require_root("kill -9 of a container's process (uid 10001) from the host")
     endpoint = deployed_stack.outputs["endpoint"]
     internal = _container(docker_client, deployed_stack, "internal")
     before = internal.attrs
@@ -367,6 +366,9 @@ def test_redeploy_of_internal_under_continuous_traffic(
     assert log.first_new is not None, "the client never saw the new code"
     # Goal 0: the client's retries (RETRY_BUDGET) outlast the replacement gap.
     assert log.failed_requests == 0
+    # Without them, the gap (old container deleted, new one not yet listening, about a second)
+    # costs a few attempts: each waits out external's ~0.8 s of connects before its 502.
+    assert sum(log.failed_attempts.values()) <= 5, log.failed_attempts
     # external stayed up the whole time: failures are its JSON 502/504s, never a refused socket.
     assert set(log.failed_attempts) <= {"502", "504"}, log.failed_attempts
     assert log.longest_request < RETRY_BUDGET + CLIENT_TIMEOUT

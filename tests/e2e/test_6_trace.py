@@ -9,7 +9,6 @@ OUTPUT jump excludes 127.0.0.0/8 while the userland proxy is on, and docker-prox
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from packet_trace.analyze import dnat_rules_for
 from packet_trace.parse import OUTPUT_KEYS, parse_iptables_save
+from tests.e2e import harness
 from tests.e2e.conftest import DeployedStack
 
 pytestmark = pytest.mark.e2e
@@ -29,8 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(autouse=True)
 def _root_only() -> None:
     # Reading the nat table needs root; CI and `make test` run as root.
-    if os.geteuid() != 0:
-        pytest.skip("the trace reads the nat table: run as root")
+    harness.require_root("the trace reads the nat table")
 
 
 def _trace(stack: DeployedStack, *extra: str) -> subprocess.CompletedProcess[str]:
