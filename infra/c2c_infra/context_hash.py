@@ -5,7 +5,8 @@ the build arguments, and every path the engine would receive from the context di
 after `.dockerignore` (matched with docker-py's implementation of Docker's rules, not a
 gitignore look-alike): its kind, permission bits (COPY keeps them), and its bytes (file
 contents, symlink targets). Ignored paths, file timestamps and the directory's own location
-do not count, so the same sources give the same tag in any clone.
+do not count, so the same sources give the same tag in any clone checked out with the same
+file modes (a different umask gives other permission bits, hence another tag, as Docker would).
 
 Several images may share one context (services/: one Dockerfile, common code, one directory
 per service). Then `only` names the parts one image copies, and its tag covers just those,
