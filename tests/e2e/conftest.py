@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import secrets
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +17,8 @@ import docker
 import pytest
 
 from tests.e2e import harness
+from tests.e2e.harness import ALT_CONFIG, IN_CI, RUN_ID, DeployedStack
 
-IN_CI = os.environ.get("CI") == "true"
 DEFAULT_SUBNET = ipaddress.IPv4Network("172.13.0.0/16")
 
 
@@ -82,19 +80,6 @@ def project(
     return harness.Project(tmp_path_factory.mktemp("c2c-e2e") / "project", base_image)
 
 
-RUN_ID = secrets.token_hex(3)
-
-
-@dataclass
-class DeployedStack:
-    stack: harness.Stack
-    outputs: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        return self.stack.name
-
-
 def _deploy(project: harness.Project, suffix: str, **config: str) -> DeployedStack:
     stack = project.stack(f"{harness.E2E_STACK_PREFIX}{RUN_ID}-{suffix}", **config)
     with harness.timed(f"{stack.name}: first pulumi up (build, create)"):
@@ -118,17 +103,6 @@ def deployed_stack(
     deployed = _deploy(project, "default")
     yield deployed
     _teardown(deployed, docker_client)
-
-
-ALT_CONFIG = {
-    "subnet": "10.77.0.0/24",
-    "gateway": "10.77.0.1",
-    "internalIp": "10.77.0.20",
-    "externalIp": "10.77.0.30",
-    "hostPort": "18091",
-    "externalPort": "9081",
-    "internalPort": "9080",
-}
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import time
@@ -27,6 +28,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_LABEL = "c2c.project"
 STACK_LABEL = "c2c.stack"
 E2E_STACK_PREFIX = "e2e-"
+IN_CI = os.environ.get("CI") == "true"
+# One id per test session, in every stack name of the run. Shared state lives here, not in
+# conftest.py, which pytest imports under another module name than the tests do.
+RUN_ID = secrets.token_hex(3)
 
 # (label, seconds) of every timed step, printed at the end of the session by conftest.
 TIMINGS: list[tuple[str, float]] = []
@@ -263,6 +268,31 @@ def require_root(why: str) -> None:
     """Skip a test that needs root outside CI; under CI=true (which runs as root) fail instead."""
     if os.geteuid() == 0:
         return
-    if os.environ.get("CI") == "true":
+    if IN_CI:
         pytest.fail(f"CI=true but not root: {why}", pytrace=False)
     pytest.skip(f"needs root: {why}")
+
+
+# --- the session's stacks ---------------------------------------------------------------
+
+
+@dataclass
+class DeployedStack:
+    stack: Stack
+    outputs: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.stack.name
+
+
+# The second stack of the session: non-default subnet, IPs and ports.
+ALT_CONFIG = {
+    "subnet": "10.77.0.0/24",
+    "gateway": "10.77.0.1",
+    "internalIp": "10.77.0.20",
+    "externalIp": "10.77.0.30",
+    "hostPort": "18091",
+    "externalPort": "9081",
+    "internalPort": "9080",
+}

@@ -9,7 +9,7 @@ from typing import Any
 import docker
 
 from tests.e2e import harness
-from tests.e2e.conftest import ALT_CONFIG, DeployedStack
+from tests.e2e.harness import ALT_CONFIG, DeployedStack
 
 
 def test_outputs_match_the_default_config(deployed_stack: DeployedStack) -> None:

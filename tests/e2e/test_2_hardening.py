@@ -13,7 +13,7 @@ import docker
 import pytest
 
 from tests.e2e import harness
-from tests.e2e.conftest import DeployedStack
+from tests.e2e.harness import DeployedStack
 
 SERVICES = ("internal", "external")
 UID = 10001

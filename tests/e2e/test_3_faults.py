@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from tests.e2e import harness
-from tests.e2e.conftest import DeployedStack
+from tests.e2e.harness import DeployedStack
 
 pytestmark = pytest.mark.slow
 

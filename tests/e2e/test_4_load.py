@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from tests.e2e import harness
-from tests.e2e.conftest import DeployedStack
+from tests.e2e.harness import DeployedStack
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ import docker
 import pytest
 
 from tests.e2e import harness
-from tests.e2e.conftest import RUN_ID
+from tests.e2e.harness import RUN_ID
 
 BAD_CONFIG = {
     "subnet": "10.78.0.0/24",

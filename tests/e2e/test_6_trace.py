@@ -19,7 +19,7 @@ import pytest
 from packet_trace.analyze import dnat_rules_for
 from packet_trace.parse import OUTPUT_KEYS, parse_iptables_save
 from tests.e2e import harness
-from tests.e2e.conftest import DeployedStack
+from tests.e2e.harness import DeployedStack
 
 pytestmark = pytest.mark.e2e
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import docker
 
 from tests.e2e import harness
-from tests.e2e.conftest import DeployedStack
+from tests.e2e.harness import DeployedStack
 
 
 def test_destroy_leaves_no_container_network_or_image(
