@@ -189,10 +189,6 @@ def remove_e2e_leftovers(client: docker.DockerClient) -> list[str]:
     return removed
 
 
-def container(client: docker.DockerClient, name: str) -> Any:
-    return client.containers.get(name)
-
-
 def get_json(url: str, timeout: float = 10) -> tuple[int, dict[str, Any], float]:
     """GET url; (status, JSON body, seconds). Only the stack's own endpoint is ever asked."""
     start = time.monotonic()
