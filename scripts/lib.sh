@@ -28,6 +28,18 @@ c2c_since() {
     awk -v a="$start" -v b="$now" 'BEGIN { printf "%.1f", b - a }'
 }
 
+# Wall-clock timing of one step: `c2c_timed LABEL cmd...` runs cmd in the current shell (so
+# `source` works too) and logs "LABEL: Ns". No `||` around cmd: that would switch errexit off
+# inside it; a failure still exits under set -e, or is returned where the caller tests it.
+c2c_timed() {
+    local label=$1 t0=$EPOCHREALTIME rc
+    shift
+    "$@"
+    rc=$?
+    ((rc == 0)) || return "$rc"
+    c2c_log "$label: $(c2c_since "$t0")s"
+}
+
 c2c_on_exit_report() {
     local rc=$?
     if ((rc == 0)); then

@@ -8,24 +8,20 @@ scripts="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$scripts")"
 cd "$root"
 
-timed() {  # timed LABEL CMD...: run CMD, print how long it took
-    local label="$1" start=$SECONDS
-    shift
-    "$@" || return 1
-    printf '[prepare] %-14s %4ds\n' "$label" $((SECONDS - start)) >&2
-}
+# shellcheck source=scripts/lib.sh
+source "$scripts/lib.sh"
 
 prepare_e2e() {
-    timed host-packages "$scripts/host-packages.sh" || return 1
-    timed docker-engine "$scripts/ensure-docker.sh" || return 1
+    c2c_timed host-packages "$scripts/host-packages.sh" || return 1
+    c2c_timed docker-engine "$scripts/ensure-docker.sh" || return 1
     local base
-    base="$(timed base-image "$scripts/base-image.sh")" || return 1
+    base="$(c2c_timed base-image "$scripts/base-image.sh")" || return 1
     export C2C_BASE_IMAGE="$base"
-    timed wheelhouse "$scripts/wheelhouse.sh" || return 1
+    c2c_timed wheelhouse "$scripts/wheelhouse.sh" || return 1
     # The same PATH and PULUMI_HOME as `make up` (pulumi-env.sh); the e2e harness gives each
     # run its own backend and passphrase.
     # shellcheck source=scripts/pulumi-env.sh
-    timed toolchain source "$scripts/pulumi-env.sh" || return 1
+    c2c_timed toolchain source "$scripts/pulumi-env.sh" || return 1
 }
 
 if prepare_e2e; then
@@ -34,7 +30,7 @@ elif [[ "${CI:-}" == "true" ]]; then
     echo "CI=true: the end-to-end prerequisites (see the messages above) failed; not skipping" >&2
     exit 1
 else
-    export C2C_E2E_UNAVAILABLE="Docker engine, base image or Pulumi toolchain unavailable (see the [prepare] messages above)"
+    export C2C_E2E_UNAVAILABLE="Docker engine, base image or Pulumi toolchain unavailable (see the [test] messages above)"
     echo "e2e tests will be skipped: $C2C_E2E_UNAVAILABLE" >&2
 fi
 

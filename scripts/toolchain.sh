@@ -29,14 +29,6 @@ source "$TC_DIR/versions.env"
 
 export PULUMI_SKIP_UPDATE_CHECK=true
 
-# Wall-clock timing of one step: `timed LABEL cmd...` logs "LABEL: Ns".
-timed() {
-    local label=$1 t0=$EPOCHREALTIME
-    shift
-    "$@"
-    c2c_log "$label: $(c2c_since "$t0")s"
-}
-
 # True when `pulumi plugin ls` (run with the pulumi given as $1) lists docker at the pinned version.
 has_docker_plugin() {
     "$1" plugin ls --json 2>/dev/null | python3 -c '
@@ -124,13 +116,13 @@ go_build() {
 build_into() {
     local out=$1 got
     mkdir -p "$out/bin" "$out/plugins"
-    timed "pulumi CLI v$PULUMI_VERSION built" go_build "$TC_DIR/pulumi-cli" "$out/bin/pulumi" \
+    c2c_timed "pulumi CLI v$PULUMI_VERSION built" go_build "$TC_DIR/pulumi-cli" "$out/bin/pulumi" \
         "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION" \
         github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
-    timed "python language host built" go_build "$TC_DIR/pulumi-language-python" \
+    c2c_timed "python language host built" go_build "$TC_DIR/pulumi-language-python" \
         "$out/bin/pulumi-language-python" "-X main.version=$PULUMI_VERSION" .
     install -m 0755 "$TC_DIR/pulumi-language-python-exec" "$out/bin/pulumi-language-python-exec"
-    timed "docker provider v$PULUMI_DOCKER_VERSION built" go_build "$TC_DIR/docker-provider" \
+    c2c_timed "docker provider v$PULUMI_DOCKER_VERSION built" go_build "$TC_DIR/docker-provider" \
         "$out/plugins/pulumi-resource-docker" "-X main.version=$PULUMI_DOCKER_VERSION" .
 
     got=$("$out/bin/pulumi" version)
@@ -184,7 +176,7 @@ main() {
             tmp=$(mktemp -d "$cache/.partial.$key.XXXXXX")
             chmod 755 "$tmp"
             c2c_add_cleanup "rm -rf '$tmp'"
-            timed "toolchain built (cold)" build_into "$tmp"
+            c2c_timed "toolchain built (cold)" build_into "$tmp"
             mv -T "$tmp" "$dest"
         fi
     else
@@ -192,7 +184,7 @@ main() {
     fi
 
     c2c_lock "$cache/plugin-install.lock" 300
-    timed "docker plugin checked" install_plugin "$dest"
+    c2c_timed "docker plugin checked" install_plugin "$dest"
     printf '%s\n' "$dest/bin"
 }
 
