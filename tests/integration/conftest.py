@@ -1,15 +1,14 @@
 """Fixtures for the integration tests: the services as real gunicorn processes on loopback.
 
 Each process binds 127.0.0.1 on a free port (the config's 0.0.0.0 is overridden on the command
-line), writes its stdout/stderr to files under the test's tmp_path, and is always stopped at
-teardown, killed if it does not stop in time.
+line), writes its stdout/stderr to files under the test's tmp_path (every line it logs goes to
+stdout as JSON), and is always stopped at teardown, killed if it does not stop in time.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from typing import Protocol
 import pytest
 import requests
 
-from tests.integration.upstream_stub import stub_upstream
+from tests.support.http_stub import free_port, stub_upstream
 
 __all__ = ["stub_upstream"]  # a fixture: pytest finds it in this conftest
 
@@ -29,11 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 GUNICORN_CONFIG = "python:c2c_http.gunicorn_conf"  # the image's CMD uses the same
-
-
-def free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -54,13 +48,16 @@ class Service:
     def stdout(self) -> Path:
         return self.logs / f"{self.name}.out"
 
-    def start(self) -> float:
-        """Start and wait until /healthz answers; returns the seconds that took."""
-        started = time.perf_counter()
-        # As in the image (services/Dockerfile): the shared code and the service's package on
-        # the path, C2C_SERVICE naming the package, and the one shared gunicorn config.
+    @property
+    def stderr(self) -> Path:
+        return self.logs / f"{self.name}.err"
+
+    @property
+    def env_of_the_image(self) -> dict[str, str]:
+        """As in the image (services/Dockerfile): the shared code and the service's package on
+        the path, C2C_SERVICE naming the package; PORT as set here."""
         python_path = [ROOT / "services" / "common", ROOT / "services" / self.name]
-        env = {
+        return {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "PYTHONPATH": os.pathsep.join(map(str, python_path)),
             "PYTHONUNBUFFERED": "1",
@@ -68,10 +65,16 @@ class Service:
             "PORT": str(self.port),
             **self.env,
         }
+
+    def start(self) -> float:
+        """Start and wait until /healthz answers; returns the seconds that took."""
+        started = time.perf_counter()
         command = [sys.executable, "-m", "gunicorn", "--config", GUNICORN_CONFIG]
         command += ["--bind", f"127.0.0.1:{self.port}"]
-        with self.stdout.open("ab") as out, (self.logs / f"{self.name}.err").open("ab") as err:
-            self.process = subprocess.Popen(command, env=env, stdout=out, stderr=err, cwd=ROOT)
+        with self.stdout.open("ab") as out, self.stderr.open("ab") as err:
+            self.process = subprocess.Popen(
+                command, env=self.env_of_the_image, stdout=out, stderr=err, cwd=ROOT
+            )
         self._wait_healthy(started + START_TIMEOUT)
         return time.perf_counter() - started
 
@@ -79,8 +82,9 @@ class Service:
         assert self.process is not None
         while time.perf_counter() < deadline:
             if self.process.poll() is not None:
-                errors = (self.logs / f"{self.name}.err").read_text(errors="replace")
-                pytest.fail(f"{self.name} exited with {self.process.returncode}:\n{errors}")
+                output = self.stdout.read_text(errors="replace")
+                output += self.stderr.read_text(errors="replace")
+                pytest.fail(f"{self.name} exited with {self.process.returncode}:\n{output}")
             try:
                 if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return
@@ -100,8 +104,8 @@ class Service:
             self.process.kill()
             self.process.wait(timeout=STOP_TIMEOUT)
 
-    def log_lines(self) -> list[str]:
-        return self.stdout.read_text(errors="replace").splitlines()
+    def log(self) -> str:
+        return self.stdout.read_text(errors="replace")
 
 
 class StartService(Protocol):

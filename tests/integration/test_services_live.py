@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 import requests
 
 from tests.integration.conftest import Service, StartService
-from tests.integration.upstream_stub import StartStub
+from tests.support.http_stub import LOG_LINE_KEYS, StartStub, json_lines, request_lines
 
 
 def call(url: str, method: str = "GET", **kwargs: Any) -> requests.Response:
@@ -61,6 +62,12 @@ def test_internal_stopped_is_a_502_in_under_a_second(external: Service, internal
         assert response.headers["Content-Type"] == "application/json"
         assert response.json()["error"] == "upstream_unreachable"
         assert elapsed < 1.0
+    # The operator's line about it, from the app's logger, in the same JSON stream.
+    warnings = [r for r in json_lines(external.log()) if r["level"] == "WARNING"]
+    assert any(
+        r["logger"] == "external_service.app" and r["message"].startswith("upstream_unreachable")
+        for r in warnings
+    )
 
 
 def test_slow_internal_is_a_504_within_the_read_timeout(
@@ -131,7 +138,10 @@ def test_one_structured_log_line_per_request(external: Service, internal: Servic
     call(f"{external.url}/")
     call(f"{external.url}/missing")
     time.sleep(0.2)  # the lines are flushed per request; give the file a moment
-    records = [json.loads(line) for line in external.log_lines()]
+    # One line per request (gunicorn's access log stays off), and it is the app's.
+    about_missing = [r for r in json_lines(external.log()) if "/missing" in r["message"]]
+    assert [r["logger"] for r in about_missing] == ["c2c_http.request"]
+    records = request_lines(external.log())
     keys = {"service", "method", "path", "status", "ms", "upstream_ms", "remote"}
     assert all(set(record) == keys for record in records)
     # /healthz lines come from the readiness polling of the fixture.
@@ -139,6 +149,37 @@ def test_one_structured_log_line_per_request(external: Service, internal: Servic
     assert relevant == [("GET", "/", 200), ("GET", "/missing", 404)]
     assert all(r["remote"] == "127.0.0.1" and r["ms"] >= 0 for r in records)
 
-    internal_records = [json.loads(line) for line in internal.log_lines()]
+    internal_records = request_lines(internal.log())
     assert [r["path"] for r in internal_records if r["path"] != "/healthz"] == ["/"]
     assert all(r["service"] == "internal" for r in internal_records)
+
+
+def test_gunicorn_s_own_lines_are_json_on_the_same_stream(
+    external: Service, internal: Service
+) -> None:
+    for service in (internal, external):
+        records = json_lines(service.log())
+        assert all(list(record)[: len(LOG_LINE_KEYS)] == LOG_LINE_KEYS for record in records)
+        gunicorn = [r["message"] for r in records if r["logger"] == "gunicorn.error"]
+        assert any(message.startswith("Booting worker") for message in gunicorn), gunicorn
+        assert service.stderr.read_text() == ""  # one stream
+
+
+def _probe(service: Service) -> subprocess.CompletedProcess[str]:
+    """The image's HEALTHCHECK command, in the service's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "c2c_http.probe"],
+        env=service.env_of_the_image,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+
+
+def test_the_health_probe_follows_the_server(internal: Service) -> None:
+    assert _probe(internal).returncode == 0
+    internal.stop()
+    stopped = _probe(internal)
+    assert stopped.returncode == 1
+    assert stopped.stderr.startswith(f"probe: 127.0.0.1:{internal.port}: ")

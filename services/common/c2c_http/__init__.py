@@ -1,6 +1,6 @@
-"""What both Flask services share: JSON-only answers, the request log line, bounded settings
-from the environment and the gunicorn configuration.
+"""What both Flask services share: JSON-only answers, one JSON logging path, the settings
+schema, the gunicorn configuration and the health probe.
 
 Copied into each service's image next to that service's package (services/Dockerfile). Kept
-free of imports here, so that loading the gunicorn config does not pull in Flask.
+free of imports here, so that the probe loads no more than the settings.
 """

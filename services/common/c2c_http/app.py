@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from c2c_http.errors import DescribeError, json_only_routing, register_json_errors
-from c2c_http.request_log import LogExtra, register_request_log
+from c2c_http.log import LogExtra, register_request_log
 
 
 def json_app(

@@ -1,18 +1,4 @@
-"""The internal service: says who it is and who called it; reachable only on the Docker network."""
+"""The internal service: says who it is and who called it; reachable only on the Docker network.
 
-from __future__ import annotations
-
-from flask import Flask
-
-from c2c_http.app import json_app
-from internal_service import views
-from internal_service.settings import Settings
-
-__all__ = ["Settings", "create_app"]
-
-
-def create_app(settings: Settings | None = None) -> Flask:
-    app = json_app(__name__, service="internal")
-    app.config["SETTINGS"] = settings or Settings.from_env()
-    app.register_blueprint(views.bp)
-    return app
+``app.create_app`` builds it; ``settings.Settings`` is read without importing Flask (the probe).
+"""

@@ -6,19 +6,21 @@ The services' own tests cover what they build with it (test_internal_app, test_e
 from __future__ import annotations
 
 import importlib
-import json
 import re
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 from flask import Flask, g
 
+from c2c_http import probe
 from c2c_http.app import json_app
 from c2c_http.errors import ErrorAnswer
-from c2c_http.settings import ServerSettings, SettingsError, env_int, env_seconds
+from c2c_http.settings import Port, ServerSettings, SettingsError, integer, seconds
+from tests.support.http_stub import StartStub, free_port
+from tests.unit.services.conftest import RequestLog
 
 
 class ExpectedFailure(Exception):
@@ -93,35 +95,39 @@ def test_routing_never_redirects_nor_answers_options(app: Flask) -> None:
 
 
 def test_log_line_has_the_extra_fields_before_the_remote(
-    app: Flask, capsys: pytest.CaptureFixture[str]
+    app: Flask, request_log: RequestLog
 ) -> None:
     client = app.test_client()
     client.get("/ok", environ_base={"REMOTE_ADDR": "10.0.0.9"})
     client.get("/missing")
-    first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    first, second = request_log()
     assert list(first) == ["service", "method", "path", "status", "ms", "extra_ms", "remote"]
     assert (first["service"], first["status"], first["extra_ms"]) == ("demo", 200, 1.5)
     assert first["remote"] == "10.0.0.9"
     assert (second["status"], second["extra_ms"]) == (404, None)  # g is per request
 
 
-def test_without_extras_the_line_has_only_the_common_fields(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_without_extras_the_line_has_only_the_common_fields(request_log: RequestLog) -> None:
     plain = json_app(__name__, service="plain")
     plain.test_client().get("/")
-    (line,) = capsys.readouterr().out.splitlines()
-    assert list(json.loads(line)) == ["service", "method", "path", "status", "ms", "remote"]
+    (line,) = request_log()
+    assert list(line) == ["service", "method", "path", "status", "ms", "remote"]
 
 
 # --- settings ---------------------------------------------------------------------------
 
 
-# Each parser with the bounds it is tried with: integers 0..99, seconds 0.05..10.
-PARSERS: dict[str, tuple[Callable[..., object], tuple[float, float]]] = {
-    "int": (env_int, (0, 99)),
-    "seconds": (env_seconds, (0.05, 10.0)),
-}
+@dataclass(frozen=True, kw_only=True)
+class _Bounded(ServerSettings):
+    """One field of each kind, with the bounds they are tried with: integers 0..99, seconds
+    0.05..10, both defaulting to 7."""
+
+    port: Port = 9999
+    count: Annotated[int, integer("V_INT", 0, 99)] = 7
+    wait: Annotated[float, seconds("V_SECONDS", 0.05, 10.0)] = 7
+
+
+VARIABLES = {"int": ("V_INT", "count"), "seconds": ("V_SECONDS", "wait")}
 
 
 @pytest.mark.parametrize(
@@ -136,9 +142,9 @@ PARSERS: dict[str, tuple[Callable[..., object], tuple[float, float]]] = {
     ],
 )
 def test_accepted_values_and_defaults(kind: str, raw: str | None, expected: float) -> None:
-    parse, (low, high) = PARSERS[kind]
-    env = {} if raw is None else {"V": raw}
-    assert parse(env, "V", 7, low, high) == expected
+    name, field = VARIABLES[kind]
+    env = {} if raw is None else {name: raw}
+    assert getattr(_Bounded.from_env(env), field) == expected
 
 
 @pytest.mark.parametrize(
@@ -149,21 +155,41 @@ def test_accepted_values_and_defaults(kind: str, raw: str | None, expected: floa
     ],
 )
 def test_refused_values_name_the_variable_and_the_range(kind: str, raw: str) -> None:
-    parse, (low, high) = PARSERS[kind]
+    name, _ = VARIABLES[kind]
+    low, high = (0, 99) if kind == "int" else (0.05, 10.0)
     what = "an integer" if kind == "int" else "a number of seconds"
-    message = f"V={raw!r}: expected {what} from {low} to {high}"
+    message = f"{name}={raw!r}: expected {what} from {low} to {high}"
     with pytest.raises(SettingsError, match=f"^{re.escape(message)}$"):
-        parse({"V": raw}, "V", 7, low, high)
+        _Bounded.from_env({name: raw})
+
+
+def test_every_refused_variable_is_reported_at_once_one_line_each() -> None:
+    env = {"V_INT": "-1", "PORT": "0", "V_SECONDS": "nan", "WEB_CONCURRENCY": "2"}
+    with pytest.raises(SettingsError) as caught:
+        _Bounded.from_env(env)
+    # In the order of the fields; the valid WEB_CONCURRENCY is not among them.
+    assert caught.value.problems == [
+        "PORT='0': expected an integer from 1 to 65535",
+        "V_INT='-1': expected an integer from 0 to 99",
+        "V_SECONDS='nan': expected a number of seconds from 0.05 to 10.0",
+    ]
+    assert str(caught.value).splitlines() == caught.value.problems
 
 
 @dataclass(frozen=True, kw_only=True)
 class _Defaulted(ServerSettings):
-    port: int = 9999
+    port: Port = 9999
 
 
 @dataclass(frozen=True, kw_only=True)
 class _NoPortDefault(ServerSettings):
     pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class _PlainField(ServerSettings):
+    port: Port = 9999
+    count: int = 3  # no Env in its type: it would never be read
 
 
 def test_server_settings_take_the_subclass_defaults() -> None:
@@ -173,8 +199,13 @@ def test_server_settings_take_the_subclass_defaults() -> None:
 
 
 def test_a_service_settings_without_a_default_port_is_a_programming_error() -> None:
-    with pytest.raises(TypeError, match=r"_NoPortDefault.port needs an integer default"):
+    with pytest.raises(TypeError, match=r"_NoPortDefault.port needs a default"):
         _NoPortDefault.from_env({})
+
+
+def test_a_field_without_its_variable_is_a_programming_error() -> None:
+    with pytest.raises(TypeError, match=r"_PlainField.count names no environment variable"):
+        _PlainField.from_env({})
 
 
 def test_gunicorn_config_refuses_settings_that_are_no_server_settings(
@@ -189,3 +220,48 @@ def test_gunicorn_config_refuses_settings_that_are_no_server_settings(
     monkeypatch.delitem(sys.modules, "c2c_http.gunicorn_conf", raising=False)
     with pytest.raises(SystemExit, match=r"^c2c_http: odd_service.settings.Settings is not a"):
         importlib.import_module("c2c_http.gunicorn_conf")
+
+
+# --- health probe ------------------------------------------------------------------------
+
+
+def test_probe_passes_on_a_200_from_healthz(stub_upstream: StartStub) -> None:
+    stub = stub_upstream()
+    port = stub.port
+    assert probe.main({"C2C_SERVICE": "internal_service", "PORT": str(port)}) == 0
+    assert stub.paths == ["/healthz"]
+
+
+def test_probe_fails_on_another_status_or_no_answer(
+    stub_upstream: StartStub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failing = stub_upstream(status=500).port
+    assert probe.main({"C2C_SERVICE": "internal_service", "PORT": str(failing)}) == 1
+    assert capsys.readouterr().err == "probe: /healthz answered 500\n"
+    closed = free_port()
+    assert probe.main({"C2C_SERVICE": "internal_service", "PORT": str(closed)}) == 1
+    assert capsys.readouterr().err.startswith(f"probe: 127.0.0.1:{closed}: ")
+
+
+def test_probe_uses_the_service_default_port_without_port(
+    stub_upstream: StartStub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stub = stub_upstream()
+    package = tmp_path / "probed_service"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "settings.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from c2c_http.settings import Port, ServerSettings\n\n\n"
+        "@dataclass(frozen=True, kw_only=True)\n"
+        "class Settings(ServerSettings):\n"
+        f"    port: Port = {stub.port}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert probe.main({"C2C_SERVICE": "probed_service"}) == 0
+    assert stub.paths == ["/healthz"]
+
+
+def test_probe_stops_on_bad_settings_like_the_server() -> None:
+    with pytest.raises(SystemExit, match=r"^internal_service: invalid setting: PORT='x'"):
+        probe.main({"C2C_SERVICE": "internal_service", "PORT": "x"})

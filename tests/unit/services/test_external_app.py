@@ -18,8 +18,10 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
-from external_service import Settings, create_app
-from tests.integration.upstream_stub import INTERNAL_LIKE, StartStub
+from external_service.app import create_app
+from external_service.settings import Settings
+from tests.support.http_stub import INTERNAL_LIKE, StartStub, free_port
+from tests.unit.services.conftest import RequestLog
 
 
 def make_client(url: str, **overrides: Any) -> FlaskClient:
@@ -29,9 +31,7 @@ def make_client(url: str, **overrides: Any) -> FlaskClient:
 @pytest.fixture
 def closed_url() -> str:
     """A loopback URL where nothing listens: connections are refused at once."""
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def test_root_relays_internal_answer(stub_upstream: StartStub) -> None:
@@ -202,12 +202,12 @@ def test_routing_errors_are_json(closed_url: str, method: str, path: str, status
 
 
 def test_log_line_carries_the_time_spent_upstream(
-    stub_upstream: StartStub, capsys: pytest.CaptureFixture[str]
+    stub_upstream: StartStub, request_log: RequestLog
 ) -> None:
     client = make_client(stub_upstream().url)
     client.get("/")
     client.get("/healthz")
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    lines = request_log()
     assert [(x["service"], x["path"], x["status"]) for x in lines] == [
         ("external", "/", 200),
         ("external", "/healthz", 200),

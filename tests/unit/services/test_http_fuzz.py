@@ -17,9 +17,11 @@ from flask import Flask
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-import external_service
-import internal_service
-from tests.integration.upstream_stub import StubUpstream
+import external_service.app
+import external_service.settings
+import internal_service.app
+import internal_service.settings
+from tests.support.http_stub import StubUpstream
 
 # What each service documents; a 500 (a bug) or a redirect is a failure.
 DOCUMENTED = {
@@ -52,8 +54,10 @@ def apps() -> Iterator[dict[str, Flask]]:
     stub = StubUpstream(delay=0.0, status=200, body=None)  # a fast, healthy internal
     url = stub.url
     yield {
-        "internal": internal_service.create_app(internal_service.Settings()),
-        "external": external_service.create_app(external_service.Settings(internal_url=url)),
+        "internal": internal_service.app.create_app(internal_service.settings.Settings()),
+        "external": external_service.app.create_app(
+            external_service.settings.Settings(internal_url=url)
+        ),
     }
     stub.stop()
 

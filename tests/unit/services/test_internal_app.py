@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Iterator
 
@@ -10,7 +9,9 @@ import pytest
 from flask import Flask, abort
 from flask.testing import FlaskClient
 
-from internal_service import Settings, create_app
+from internal_service.app import create_app
+from internal_service.settings import Settings
+from tests.unit.services.conftest import RequestLog
 
 
 @pytest.fixture
@@ -107,12 +108,10 @@ def test_unexpected_error_is_a_json_500_without_internals(
     assert "secret-detail" in caplog.text  # the operator still gets the details, in the log
 
 
-def test_one_json_log_line_per_request(
-    client: FlaskClient, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_one_json_log_line_per_request(client: FlaskClient, request_log: RequestLog) -> None:
     client.get("/healthz", environ_base={"REMOTE_ADDR": "10.0.0.5"})
     client.get("/missing")
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    lines = request_log()
     assert [(x["method"], x["path"], x["status"]) for x in lines] == [
         ("GET", "/healthz", 200),
         ("GET", "/missing", 404),

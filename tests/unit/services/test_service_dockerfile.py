@@ -1,45 +1,49 @@
 """services/Dockerfile and services/.dockerignore agree with the services they build.
 
 One Dockerfile builds every service (build argument SERVICE); these checks catch a service
-added or renamed on one side only, and a default port that drifts from the service's own.
+added or renamed on one side only, and a port or probe defined in the image besides the
+service's settings.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 
 import pytest
 
-from c2c_http.settings import ServerSettings
+from c2c_http.settings import service_settings
 
 SERVICES_DIR = Path(__file__).resolve().parents[3] / "services"
 DOCKERFILE = (SERVICES_DIR / "Dockerfile").read_text(encoding="utf-8")
+INSTRUCTIONS = "\n".join(line for line in DOCKERFILE.splitlines() if not line.startswith("#"))
 IGNORE = (SERVICES_DIR / ".dockerignore").read_text(encoding="utf-8").splitlines()
 # Every services/*/requirements.txt is a service (as for scripts/wheelhouse.sh).
 SERVICES = sorted(path.parent.name for path in SERVICES_DIR.glob("*/requirements.txt"))
-
-
-def _stage(name: str) -> str:
-    """The instructions of stage `name`, up to the next FROM."""
-    match = re.search(rf"^FROM \S+ AS {name}\n(.*?)(?=^FROM |\Z)", DOCKERFILE, re.M | re.S)
-    assert match, f"no stage {name} in services/Dockerfile"
-    return match.group(1)
+FINAL_STAGE = INSTRUCTIONS[INSTRUCTIONS.rindex("\nFROM ") :]
 
 
 def test_the_services_are_internal_and_external() -> None:
     assert SERVICES == ["external", "internal"]
 
 
+def test_the_image_leaves_the_port_to_the_service_settings() -> None:
+    # gunicorn_conf binds, and the probe asks, the port the settings give (PORT overrides).
+    assert not re.search(r"\bPORT\b|^EXPOSE", INSTRUCTIONS, re.M)
+    healthcheck = re.findall(r"^HEALTHCHECK (.*?)\n\s*CMD (.*)$", INSTRUCTIONS, re.M)
+    assert healthcheck == [
+        (
+            "--interval=5s --timeout=3s --start-period=15s --retries=3 \\",
+            '["python3", "-m", "c2c_http.probe"]',
+        )
+    ]
+
+
 @pytest.mark.parametrize("service", SERVICES)
-def test_the_image_default_port_is_the_service_default_port(service: str) -> None:
-    settings = importlib.import_module(f"{service}_service.settings").Settings
-    assert issubclass(settings, ServerSettings)
-    port = settings.from_env({"INTERNAL_URL": "http://127.0.0.1:1"}).port
-    stage = _stage(f"port-{service}")
-    assert re.findall(r"^ENV PORT=(\d+)$", stage, re.M) == [str(port)]
-    assert re.findall(r"^EXPOSE (\d+)$", stage, re.M) == [str(port)]
+def test_each_service_settings_give_the_image_its_default_port(service: str) -> None:
+    env = {"C2C_SERVICE": f"{service}_service", "INTERNAL_URL": "http://127.0.0.1:1"}
+    _, settings = service_settings(env)
+    assert 1 <= settings.port <= 65535
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -48,10 +52,14 @@ def test_the_context_lets_in_exactly_the_parts_the_image_copies(service: str) ->
         assert f"!{service}/{part}" in IGNORE
 
 
-def test_the_final_stage_starts_from_the_chosen_service_and_runs_the_shared_config() -> None:
-    assert "\nFROM port-${SERVICE}\n" in DOCKERFILE
-    assert "ENV C2C_SERVICE=${SERVICE}_service" in DOCKERFILE
-    assert 'CMD ["gunicorn", "--config", "python:c2c_http.gunicorn_conf"]' in DOCKERFILE
+def test_the_final_stage_shares_its_first_layers_and_runs_the_shared_config() -> None:
+    assert FINAL_STAGE.startswith("\nFROM ${BASE_IMAGE}\n")
+    # Everything above the ARG is the same in both images (one cached layer each).
+    shared, _, own = FINAL_STAGE.partition("\nARG SERVICE\n")
+    assert "RUN groupadd" in shared
+    assert "SERVICE" not in shared
+    assert "ENV C2C_SERVICE=${SERVICE}_service" in own
+    assert 'CMD ["gunicorn", "--config", "python:c2c_http.gunicorn_conf"]' in own
     copied = re.findall(r"^COPY (?!--from)(\S+) ", DOCKERFILE, re.M)
     # Only the shared code and the chosen service's own parts: never another service's.
     assert copied == [

@@ -1,4 +1,4 @@
-"""Both services' settings: bounded defaults, and one clear error naming a bad variable."""
+"""Both services' settings: bounded defaults, and one clear line naming each bad variable."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 import external_service.settings as ext
 import internal_service.settings as int_
+from c2c_http.settings import SettingsError
 
 URL = {"INTERNAL_URL": "http://172.13.0.2:8080"}
 
@@ -33,7 +34,7 @@ def test_internal_defaults_and_overrides() -> None:
     ],
 )
 def test_internal_rejects_with_the_variable_named(name: str, value: str) -> None:
-    with pytest.raises(int_.SettingsError, match=f"^{name}="):
+    with pytest.raises(SettingsError, match=f"^{name}="):
         int_.Settings.from_env({name: value})
 
 
@@ -89,13 +90,24 @@ def test_external_overrides_and_trailing_slash() -> None:
     ],
 )
 def test_external_rejects_with_the_variable_named(name: str, value: str) -> None:
-    with pytest.raises(ext.SettingsError, match=f"^{name}"):
+    with pytest.raises(SettingsError, match=f"^{name}"):
         ext.Settings.from_env({**URL, name: value})
 
 
 def test_missing_internal_url_is_named() -> None:
-    with pytest.raises(ext.SettingsError, match=r"^INTERNAL_URL is required"):
+    with pytest.raises(SettingsError, match=r"^INTERNAL_URL is required"):
         ext.Settings.from_env({})
+
+
+def test_external_reports_every_bad_variable_at_once() -> None:
+    env = {"UPSTREAM_RETRIES": "11", "PORT": "http", "UPSTREAM_BACKOFF": "0.5"}
+    with pytest.raises(SettingsError) as caught:
+        ext.Settings.from_env(env)
+    assert caught.value.problems == [
+        "PORT='http': expected an integer from 1 to 65535",
+        "INTERNAL_URL is required, e.g. http://172.13.0.2:8080",
+        "UPSTREAM_RETRIES='11': expected an integer from 0 to 10",
+    ]
 
 
 def _fresh_import(name: str) -> ModuleType:
@@ -117,7 +129,8 @@ def test_gunicorn_config_follows_the_environment(
     assert (conf.workers, conf.threads) == (3, 5)
     assert conf.worker_tmp_dir == "/dev/shm"  # the root filesystem is read-only
     assert conf.accesslog is None  # the app writes the one access line itself
-    assert conf.wsgi_app == f"{service}:create_app()"
+    assert conf.wsgi_app == f"{service}.app:create_app()"
+    assert conf.logconfig_dict["root"]["handlers"] == ["stdout"]  # one JSON stream
 
 
 @pytest.mark.parametrize(
@@ -150,6 +163,21 @@ def test_gunicorn_config_checks_the_service_settings_not_only_its_own(
     monkeypatch.delenv("INTERNAL_URL", raising=False)
     with pytest.raises(SystemExit, match=r"^external_service: invalid setting: INTERNAL_URL is"):
         _fresh_import("c2c_http.gunicorn_conf")
+
+
+def test_gunicorn_config_stops_with_one_line_per_bad_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("C2C_SERVICE", "external_service")
+    monkeypatch.setenv("INTERNAL_URL", "ftp://x")
+    monkeypatch.setenv("GUNICORN_THREADS", "0")
+    with pytest.raises(SystemExit) as caught:
+        _fresh_import("c2c_http.gunicorn_conf")
+    assert str(caught.value.code).splitlines() == [
+        "external_service: invalid setting: GUNICORN_THREADS='0': expected an integer from 1 to 64",
+        "external_service: invalid setting: INTERNAL_URL='ftp://x': "
+        "expected http(s)://host[:port][/path]",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -1,21 +1,55 @@
-"""A stand-in for internal on loopback, for the unit and the integration tests of external.
+"""HTTP helpers shared by the services' unit and integration tests: a stand-in for internal on
+loopback, free ports, and the services' JSON log lines.
 
-It is a real HTTP server, so the external service's real session, pool, retry and timeouts are
-exercised; it can answer slowly, with another status, or with a body that is not JSON. The
-conftest.py files of both test folders import its ``stub_upstream`` fixture.
+The stand-in is a real HTTP server, so the external service's real session, pool, retry and
+timeouts are exercised; it can answer slowly, with another status, or with a body that is not
+JSON. The conftest.py files of both test folders import its ``stub_upstream`` fixture.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
 INTERNAL_LIKE = {"service": "internal", "hostname": "stub", "container_ip": "127.0.0.1"}
+# What every log line of a service starts with (c2c_http.log), before its own fields.
+LOG_LINE_KEYS = ["time", "level", "logger", "message"]
+REQUEST_LOGGER = "c2c_http.request"
+
+
+def free_port() -> int:
+    """A loopback port where nothing listens (until someone binds it)."""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        return int(sock.getsockname()[1])
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """Each line of a service's log, which must all be JSON objects."""
+    records = [json.loads(line) for line in text.splitlines()]
+    assert all(isinstance(record, dict) for record in records), text
+    return records
+
+
+def request_lines(text: str) -> list[dict[str, Any]]:
+    """The request lines of a service's log, each reduced to the request's own fields after
+    checking the keys every line starts with."""
+    fields = []
+    for line in json_lines(text):
+        if line["logger"] != REQUEST_LOGGER:
+            continue
+        keys = list(line)
+        assert keys[: len(LOG_LINE_KEYS)] == LOG_LINE_KEYS, keys
+        own = {key: line[key] for key in keys[len(LOG_LINE_KEYS) :]}
+        assert line["level"] == "INFO"
+        assert line["message"] == f"{own['method']} {own['path']} {own['status']}"
+        fields.append(own)
+    return fields
 
 
 class StubUpstream(ThreadingHTTPServer):
@@ -35,8 +69,12 @@ class StubUpstream(ThreadingHTTPServer):
         self._thread.start()
 
     @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         self.release.set()
