@@ -10,13 +10,5 @@ from c2c_infra import ServicePair, ServicePairArgs, load_settings
 
 settings = load_settings(pulumi.Config("c2c"), pulumi.get_stack())
 pair = ServicePair("c2c", ServicePairArgs(settings=settings))
-
-pulumi.export("endpoint", pair.endpoint)
-pulumi.export("internalIp", pair.internal_ip)
-pulumi.export("externalIp", pair.external_ip)
-pulumi.export("subnet", pair.subnet)
-pulumi.export("gateway", pair.gateway)
-pulumi.export("networkName", pair.network_name)
-pulumi.export("internalUrl", pair.internal_url)
-pulumi.export("internalImage", pair.internal_image)
-pulumi.export("externalImage", pair.external_image)
+for name, value in pair.outputs.items():
+    pulumi.export(name, value)

@@ -44,13 +44,8 @@ TMPFS = {"/tmp": "rw,noexec,nosuid,nodev,size=16m"}  # noqa: S108 - a tmpfs moun
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
 # gunicorn's graceful_timeout is 5 s: give it that and some before the engine kills.
 DESTROY_GRACE_SECONDS = 10
-# `wait` blocks `pulumi up` until the healthcheck reports healthy, or fails it after this.
+# `wait` blocks `pulumi up` until the image's healthcheck reports healthy, or fails after this.
 WAIT_TIMEOUT_SECONDS = 90
-# Durations in the form Go prints them ("5s"), so the provider reads back what was set.
-HEALTH_INTERVAL = "5s"
-HEALTH_TIMEOUT = "3s"
-HEALTH_START_PERIOD = "15s"
-HEALTH_RETRIES = 3
 
 
 def default_services_dir() -> Path:
@@ -67,15 +62,8 @@ class ServicePairArgs:
 
 
 class ServicePair(pulumi.ComponentResource):
-    endpoint: pulumi.Output[str]
-    internal_ip: pulumi.Output[str]
-    external_ip: pulumi.Output[str]
-    subnet: pulumi.Output[str]
-    gateway: pulumi.Output[str]
-    network_name: pulumi.Output[str]
-    internal_url: pulumi.Output[str]
-    internal_image: pulumi.Output[str]
-    external_image: pulumi.Output[str]
+    # What the stack exports, by output name: the one list (the program exports it as is).
+    outputs: dict[str, pulumi.Input[str]]
 
     def __init__(
         self, name: str, args: ServicePairArgs, opts: pulumi.ResourceOptions | None = None
@@ -131,28 +119,18 @@ class ServicePair(pulumi.ComponentResource):
             after=[self.internal],
         )
 
-        self.endpoint = pulumi.Output.from_input(settings.endpoint)
-        self.internal_ip = pulumi.Output.from_input(str(settings.internal_ip))
-        self.external_ip = pulumi.Output.from_input(str(settings.external_ip))
-        self.subnet = pulumi.Output.from_input(str(settings.subnet))
-        self.gateway = pulumi.Output.from_input(str(settings.gateway))
-        self.network_name = self.network.name
-        self.internal_url = pulumi.Output.from_input(settings.internal_url)
-        self.internal_image = self.images["internal"].name
-        self.external_image = self.images["external"].name
-        self.register_outputs(
-            {
-                "endpoint": self.endpoint,
-                "internalIp": self.internal_ip,
-                "externalIp": self.external_ip,
-                "subnet": self.subnet,
-                "gateway": self.gateway,
-                "networkName": self.network_name,
-                "internalUrl": self.internal_url,
-                "internalImage": self.internal_image,
-                "externalImage": self.external_image,
-            }
-        )
+        self.outputs = {
+            "endpoint": settings.endpoint,
+            "internalIp": str(settings.internal_ip),
+            "externalIp": str(settings.external_ip),
+            "subnet": str(settings.subnet),
+            "gateway": str(settings.gateway),
+            "networkName": self.network.name,
+            "internalUrl": settings.internal_url,
+            "internalImage": self.images["internal"].name,
+            "externalImage": self.images["external"].name,
+        }
+        self.register_outputs(self.outputs)
 
     def _image(self, service: str, context: Path) -> docker.RemoteImage:
         settings = self._settings
@@ -203,10 +181,6 @@ class ServicePair(pulumi.ComponentResource):
             "GUNICORN_THREADS": str(settings.threads),
             **env,
         }
-        probe = (
-            "import urllib.request; "
-            f"urllib.request.urlopen('http://127.0.0.1:{port}/healthz', timeout=2)"
-        )
         return docker.Container(
             f"{self._name}-{service}",
             name=name,
@@ -237,13 +211,8 @@ class ServicePair(pulumi.ComponentResource):
             max_retry_count=(
                 settings.restart_max_retries if settings.restart_policy == "on-failure" else None
             ),
-            healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD", "python3", "-c", probe],
-                interval=HEALTH_INTERVAL,
-                timeout=HEALTH_TIMEOUT,
-                start_period=HEALTH_START_PERIOD,
-                retries=HEALTH_RETRIES,
-            ),
+            # No healthcheck here: the image's HEALTHCHECK (services/Dockerfile) is the one
+            # probe, and `wait` holds `pulumi up` until it reports healthy.
             wait=True,
             wait_timeout=WAIT_TIMEOUT_SECONDS,
             must_run=True,

@@ -41,7 +41,7 @@ def test_defaults_are_the_seed_topology(defaults: dict[str, str]) -> None:
         8081,
         8080,
     )
-    assert settings.base_image == "python:3.11-slim"
+    assert settings.base_image == "c2c-base/python:3.11-bookworm"
     assert str(settings.host_bind_address) == "0.0.0.0"
     assert (settings.upstream_connect_timeout_ms, settings.upstream_read_timeout_ms) == (
         200,
@@ -156,6 +156,11 @@ def test_every_problem_is_reported_in_declaration_order(defaults: dict[str, str]
     error = rejected(defaults, hostPort="0", subnet="bad", restartPolicy="maybe")
     assert error.keys == ["c2c:subnet", "c2c:hostPort", "c2c:restartPolicy"]
     assert len(str(error).splitlines()) == 3
+
+
+def test_problems_between_keys_follow_every_key_s_own_problems(defaults: dict[str, str]) -> None:
+    error = rejected(defaults, internalIp="172.14.0.2", hostPort="0", nprocLimit="64")
+    assert error.keys == ["c2c:hostPort", "c2c:internalIp", "c2c:nprocLimit"]
 
 
 def test_addresses_are_not_checked_against_a_subnet_that_failed(defaults: dict[str, str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from tests.unit.infra.infra_harness import (
     COMPONENT,
     CONTAINER,
     NETWORK,
+    REPO_ROOT,
     RecordingMocks,
     Registration,
     Run,
@@ -120,15 +122,21 @@ def test_container_hardening(dev: Run, name: str, port: int) -> None:
     assert inputs["logDriver"] == "json-file"
     assert inputs["logOpts"] == {"max-size": "10m", "max-file": "3"}
     assert "privileged" not in inputs
-    health = inputs["healthcheck"]
-    assert health["tests"][:3] == ["CMD", "python3", "-c"]
-    assert f"http://127.0.0.1:{port}/healthz" in health["tests"][3]
-    assert (health["interval"], health["timeout"], health["startPeriod"], health["retries"]) == (
-        "5s",
-        "3s",
-        "15s",
-        3,
-    )
+    # The image's HEALTHCHECK is the one probe (see the next test); it reads PORT.
+    assert "healthcheck" not in inputs
+    assert env_of(dev.container(name))["PORT"] == str(port)
+
+
+def test_the_image_declares_the_healthcheck_the_containers_use() -> None:
+    # What `wait` waits for: the Dockerfile's probe of /healthz, at the timings it always had.
+    dockerfile = (REPO_ROOT / "services" / "Dockerfile").read_text(encoding="utf-8")
+    (healthcheck,) = re.findall(r"^HEALTHCHECK (.*)$", dockerfile, re.MULTILINE)
+    assert healthcheck.split()[:4] == [
+        "--interval=5s",
+        "--timeout=3s",
+        "--start-period=15s",
+        "--retries=3",
+    ]
 
 
 def test_container_labels_name_project_stack_and_service(dev: Run) -> None:
@@ -170,7 +178,11 @@ def test_images_are_built_locally_from_the_shared_context(
     dev: Run, services_dir: Path, service: str
 ) -> None:
     image = dev.image(service)
-    args = {"BASE_IMAGE": "python:3.11-slim", "C2C_STACK": "dev", "SERVICE": service}
+    args = {
+        "BASE_IMAGE": "c2c-base/python:3.11-bookworm",
+        "C2C_STACK": "dev",
+        "SERVICE": service,
+    }
     # The tag covers the Dockerfile, .dockerignore, common/ and this service's directory.
     tag = context_tag(services_dir, args, only=("common", service))
     assert image.inputs["name"] == f"c2c-dev-{service}:{tag}"
@@ -202,7 +214,6 @@ def test_each_container_runs_its_own_image_by_id(dev: Run, service: str) -> None
 
 def test_default_services_dir_is_the_repo_services_folder() -> None:
     from c2c_infra import component
-    from tests.unit.infra.infra_harness import REPO_ROOT
 
     assert component.default_services_dir() == REPO_ROOT / "services"
 

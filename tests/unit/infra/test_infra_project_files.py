@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from c2c_infra.config import CONFIG_TYPES, load_settings
-from tests.unit.infra.infra_harness import REPO_ROOT
+from tests.unit.infra.infra_harness import REPO_ROOT, run_main
 
 
 def read_yaml(name: str) -> Any:
@@ -23,7 +23,8 @@ def project() -> Any:
 
 @pytest.fixture(scope="module")
 def dev_config() -> dict[str, Any]:
-    config: dict[str, Any] = read_yaml("Pulumi.dev.yaml")["config"]
+    # Only what differs from Pulumi.yaml's defaults: possibly nothing at all.
+    config: dict[str, Any] = read_yaml("Pulumi.dev.yaml").get("config") or {}
     return config
 
 
@@ -73,7 +74,7 @@ def test_issue_table_defaults(project: Any) -> None:
         "hostPort": 8090,
         "externalPort": 8081,
         "internalPort": 8080,
-        "baseImage": "python:3.11-slim",
+        "baseImage": "c2c-base/python:3.11-bookworm",
         "hostBindAddress": "0.0.0.0",
     }
 
@@ -84,33 +85,31 @@ def test_base_image_default_is_the_dockerfiles_default(project: Any) -> None:
     assert f"ARG BASE_IMAGE={default}\n" in dockerfile
 
 
-def test_dev_stack_sets_every_key_to_its_project_default(
-    project: Any, dev_config: dict[str, Any]
-) -> None:
-    assert set(dev_config) == {f"c2c:{key}" for key in CONFIG_TYPES}
-    # Pulumi writes stack values as strings ("8090") when it rewrites the file. baseImage is
-    # the one key `make up` may set on a machine that cannot pull the default (see README).
-    for key, spec in project["config"].items():
-        if key != "baseImage":
-            assert str(dev_config[f"c2c:{key}"]) == str(spec["default"]), key
-    assert dev_config["c2c:baseImage"] in {
-        project["config"]["baseImage"]["default"],
-        "c2c-base/python:3.11-bookworm",
-    }
+def test_dev_stack_sets_no_key(dev_config: dict[str, Any]) -> None:
+    # The dev stack is the project's defaults, which live in Pulumi.yaml alone; and `make up`
+    # writes nothing here, so no machine-local setting ends up in a commit.
+    assert dev_config == {}
 
 
-def test_dev_stack_config_is_valid(dev_config: dict[str, Any]) -> None:
-    class StackFile:
-        def get(self, key: str) -> str | None:
-            value = dev_config.get(f"c2c:{key}")
-            return None if value is None else str(value)
+def test_dev_stack_keeps_the_salt_of_its_documented_passphrase() -> None:
+    # The salt pairs with the dev passphrase (scripts/pulumi-env.sh); a new one would only be
+    # needed with a new passphrase, so the file keeps exactly this line.
+    text = (REPO_ROOT / "Pulumi.dev.yaml").read_text(encoding="utf-8")
+    assert (
+        "encryptionsalt: v1:W01JzVJilyQ=:v1:q1SDvQjn2HP2Oay9:As5nohJ2JNnhi9g87+i3ZN23ZaZT+w==\n"
+        in text
+    )
 
-    settings = load_settings(StackFile(), "dev")
+
+def test_dev_stack_config_is_valid(defaults: dict[str, str], dev_config: dict[str, Any]) -> None:
+    # As the CLI hands it to the program: the project defaults, then the stack's own values.
+    values = {**defaults, **{key.removeprefix("c2c:"): str(v) for key, v in dev_config.items()}}
+    settings = load_settings(values, "dev")
     assert settings.endpoint == "http://localhost:8090"
 
 
 def test_readme_tables_document_every_config_key_with_its_default_and_every_export(
-    project: Any,
+    project: Any, services_dir: Path, defaults: dict[str, str]
 ) -> None:
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     rows = {
@@ -119,8 +118,7 @@ def test_readme_tables_document_every_config_key_with_its_default_and_every_expo
         if line.startswith("| `c2c:") and len(cells := line.split("|")) > 3
     }
     assert rows == {f"c2c:{key}": str(spec["default"]) for key, spec in project["config"].items()}
-    main = (REPO_ROOT / "infra" / "__main__.py").read_text(encoding="utf-8")
-    exports = set(re.findall(r'pulumi\.export\("(\w+)"', main))
+    exports = run_main(defaults).outputs
     assert exports
     for name in exports:
         assert f"`{name}`" in readme, name
