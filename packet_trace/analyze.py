@@ -21,7 +21,7 @@ from packet_trace.model import (
     NatRule,
     StackOutputs,
 )
-from packet_trace.parse import ContainerInfo, ContainerLink, HostLink, LocalAddress
+from packet_trace.parse import ContainerInfo, ContainerLink, Link, PortBinding
 
 LOOPBACK = "127.0.0.1"
 # How ss prints a socket bound to every address. Compared with, never bound to.
@@ -87,8 +87,8 @@ def listener_for(listeners: list[Listener], ip: str, port: int) -> Listener | No
     return None
 
 
-def is_local(addresses: list[LocalAddress], ip: str) -> bool:
-    return ip == LOOPBACK or any(a.address == ip for a in addresses)
+def is_local(links: list[Link], ip: str) -> bool:
+    return ip == LOOPBACK or any(str(a.ip) == ip for link in links for a in link.ipv4)
 
 
 def choose_target(
@@ -97,7 +97,7 @@ def choose_target(
     rules: list[NatRule] | None,
     dnat: list[NatRule],
     listeners: list[Listener],
-    addresses: list[LocalAddress],
+    links: list[Link],
     gateway: str,
     bridge_if: str,
 ) -> TargetChoice:
@@ -108,7 +108,7 @@ def choose_target(
     endpoint's own path through docker-proxy. Raises ValueError for an address not on this host.
     """
     if via == "auto":
-        candidates = [LOOPBACK] + ([gateway] if is_local(addresses, gateway) else [])
+        candidates = [LOOPBACK] + ([gateway] if is_local(links, gateway) else [])
         if rules is not None and dnat:
             for ip in candidates:
                 if traverses_dnat(rules, dnat[0], ip):
@@ -120,9 +120,9 @@ def choose_target(
         ip = gateway
     else:
         ip = via
-    if not is_local(addresses, ip):
+    if not is_local(links, ip):
         raise ValueError(
-            f"{ip} is not an address of this host (per `ip -o addr`); the trace sends traffic "
+            f"{ip} is not an address of this host (per `ip -j addr`); the trace sends traffic "
             "only to this host's own addresses"
         )
     if rules is not None and dnat and traverses_dnat(rules, dnat[0], ip):
@@ -187,11 +187,11 @@ def diff_counters(before: list[NatRule], after: list[NatRule]) -> list[CounterMo
 
 
 def attach_veths(
-    bridge: BridgeHop, host_links: list[HostLink], container_links: list[ContainerLink]
+    bridge: BridgeHop, links: list[Link], container_links: list[ContainerLink]
 ) -> BridgeHop:
     """Fill in each endpoint's host-side veth: the host interface whose ifindex is the
     container interface's iflink (matched to the endpoint by MAC)."""
-    by_index = {link.ifindex: link for link in host_links}
+    by_index = {link.ifindex: link for link in links}
     endpoints: list[BridgeEndpoint] = []
     for ep in bridge.endpoints:
         found = next(
@@ -210,26 +210,25 @@ def attach_veths(
                 veth_master=host.master if host else None,
             )
         )
-    present = any(link.name == bridge.interface for link in host_links)
+    present = any(link.name == bridge.interface for link in links)
     return replace(bridge, endpoints=endpoints, interface_present=present)
 
 
-def outputs_from_docker(
-    stack: str, bridge: BridgeHop, external: ContainerInfo, internal: ContainerInfo
+def stack_outputs(
+    stack: str,
+    bridge: BridgeHop,
+    external: ContainerInfo,
+    internal: ContainerInfo,
+    published: PortBinding,
 ) -> StackOutputs:
-    """Rebuild the stack outputs from Docker alone (when no Pulumi CLI or outputs file)."""
-    binding = external.port_bindings[0] if external.port_bindings else None
-    host_port = binding.host_port if binding else 0
-    ext_ip = external.networks.get(bridge.network_name, ("", ""))[0]
-    int_ip = internal.networks.get(bridge.network_name, ("", ""))[0]
+    """The stack outputs, as Docker's objects of the stack hold them."""
     return StackOutputs(
         stack=stack,
-        endpoint=f"http://localhost:{host_port}",
-        internal_ip=int_ip,
-        external_ip=ext_ip,
+        host_port=published.host_port,
+        internal_ip=internal.networks.get(bridge.network_name, ("", ""))[0],
+        external_ip=external.networks.get(bridge.network_name, ("", ""))[0],
         subnet=bridge.subnet,
         gateway=bridge.gateway,
         network_name=bridge.network_name,
         internal_url=external.env.get("INTERNAL_URL", ""),
-        source="docker-labels",
     )

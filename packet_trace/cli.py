@@ -4,7 +4,7 @@ Exit codes (also in docs/packet-trace.md):
   0  complete: all five parts were read from live state
   1  partial: something could not be read (each problem is printed with what to do)
   2  usage error (bad option, or --via an address that is not this host's)
-  3  the stack is not deployed (no outputs, or Docker has no network/containers for it)
+  3  the stack is not deployed (Docker has no network/containers labelled for it)
   4  Docker is unreachable (whatever else could be read is still printed)
   5  diagram only: Graphviz's `dot` is missing (apt-get install graphviz)
 """
@@ -33,7 +33,7 @@ def exit_code(trace: Trace) -> int:
     codes = {p.code for p in trace.problems}
     if "docker-unreachable" in codes:
         return EXIT_DOCKER
-    if trace.outputs is None or "stack-not-deployed" in codes:
+    if trace.outputs is None:
         return EXIT_NOT_DEPLOYED
     return EXIT_PARTIAL if codes else EXIT_OK
 
@@ -42,13 +42,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stack",
         default=os.environ.get("C2C_STACK", "dev"),
-        help="stack name (default: $C2C_STACK or dev)",
-    )
-    parser.add_argument(
-        "--outputs",
-        metavar="FILE",
-        help="stack outputs JSON (`pulumi stack output --json`), '-' for stdin; default: ask "
-        "the pulumi CLI if on PATH, else rebuild them from Docker labels",
+        help="stack name, found by the Docker label c2c.stack (default: $C2C_STACK or dev)",
     )
     parser.add_argument(
         "--via",
@@ -99,7 +93,7 @@ def build_diagram_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_VALUED = {"--stack", "--outputs", "--via", "--out"}
+_VALUED = {"--stack", "--via", "--out"}
 
 
 def _subcommand_index(args: list[str]) -> int | None:
@@ -108,14 +102,6 @@ def _subcommand_index(args: list[str]) -> int | None:
         if arg == "diagram" and (i == 0 or args[i - 1] not in _VALUED):
             return i
     return None
-
-
-def _read_outputs_arg(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if value == "-":
-        return sys.stdin.read()
-    return Path(value).read_text()
 
 
 def main(argv: list[str] | None = None, sources: Sources | None = None) -> int:
@@ -127,17 +113,8 @@ def main(argv: list[str] | None = None, sources: Sources | None = None) -> int:
     parser = build_diagram_parser() if is_diagram else build_parser()
     args = parser.parse_args(args_list)
     try:
-        outputs_text = _read_outputs_arg(args.outputs)
-    except OSError as exc:
-        print(f"cannot read --outputs: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
         trace = collect(
-            sources or LiveSources(),
-            args.stack,
-            outputs_text=outputs_text,
-            via=args.via,
-            send_request=not args.no_request,
+            sources or LiveSources(), args.stack, via=args.via, send_request=not args.no_request
         )
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

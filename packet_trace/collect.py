@@ -1,20 +1,21 @@
-"""Collect a Trace from Sources: the five hops in order.
+"""Collect a Trace: read each fact from Sources, parse it, analyze it, hop by hop.
 
-Never raises for a fact it cannot read: it records a Problem (what failed, what to do) and goes on
-with whatever else can still be read.
+The stack is found through Docker labels alone (c2c.stack, c2c.service); every fact after that is
+read from the live objects and the host. Never raises for a fact it cannot read: it records a
+Problem (what failed, what to do) and goes on with whatever else can still be read. The words
+are packet_trace.render's job.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from packet_trace import analyze, render
+from packet_trace import analyze
 from packet_trace.model import (
     BridgeHop,
     HostPortHop,
     NatHop,
     NatRule,
-    Problem,
     ServiceHop,
     StackOutputs,
     Trace,
@@ -22,7 +23,10 @@ from packet_trace.model import (
 )
 from packet_trace.parse import (
     ContainerInfo,
+    ContainerLink,
+    Link,
     ParseError,
+    PortBinding,
     classify_command_error,
     parse_container_inspect,
     parse_ip_addr,
@@ -32,9 +36,15 @@ from packet_trace.parse import (
     parse_nft_table,
     parse_service_response,
     parse_ss_listeners,
-    parse_stack_outputs,
+    parse_sysfs_link,
 )
-from packet_trace.sources import DockerApiError, DockerUnavailable, Sources
+from packet_trace.sources import (
+    SERVICE_LABEL,
+    STACK_LABEL,
+    DockerApiError,
+    DockerUnavailable,
+    Sources,
+)
 
 REMEDY_ROOT = "run it as root: `sudo make trace` (or `sudo .venv/bin/python -m packet_trace`)"
 REMEDY_DOCKER = (
@@ -47,14 +57,17 @@ class UsageError(ValueError):
     """A request the trace refuses (e.g. --via an address that is not this host's)."""
 
 
-@dataclass
-class _DockerFacts:
-    bridge: BridgeHop | None = None
-    external: ContainerInfo | None = None
-    internal: ContainerInfo | None = None
+@dataclass(frozen=True)
+class _Stack:
+    """The stack's Docker objects: its network and its two containers."""
+
+    bridge: BridgeHop
+    external: ContainerInfo
+    internal: ContainerInfo
+    published: PortBinding  # external's host port
 
 
-@dataclass
+@dataclass(frozen=True)
 class _NatRead:
     rules: list[NatRule] | None
     backend: str | None
@@ -65,63 +78,40 @@ def remedy_deploy(stack: str) -> str:
     return f"deploy the stack: `make up` (or `pulumi up --stack {stack}`)"
 
 
-def collect(
-    sources: Sources,
-    stack: str,
-    outputs_text: str | None = None,
-    via: str = "auto",
-    send_request: bool = True,
-) -> Trace:
+def collect(sources: Sources, stack: str, via: str = "auto", send_request: bool = True) -> Trace:
     trace = Trace(stack=stack)
-    outputs = _read_outputs(sources, trace, stack, outputs_text)
-    docker = _read_docker(sources, trace, stack, outputs)
-    if outputs is None and docker.bridge and docker.external and docker.internal:
-        outputs = analyze.outputs_from_docker(
-            stack, docker.bridge, docker.external, docker.internal
-        )
-    trace.outputs = outputs
-    if outputs is None:
-        if not trace.problems:
-            trace.problems.append(
-                Problem(
-                    "outputs",
-                    "stack-not-deployed",
-                    f"no outputs for stack {stack}",
-                    remedy_deploy(stack),
-                )
-            )
-        trace.summary = render.summarize(trace)
+    found = _read_docker(sources, trace, stack)
+    if found is None:
         return trace
-
-    listeners_ok = _host_port(sources, trace, outputs, docker.external)
-    addresses = parse_ip_addr(sources.ip_addr().stdout)
+    outputs = analyze.stack_outputs(
+        stack, found.bridge, found.external, found.internal, found.published
+    )
+    trace.outputs = outputs
+    trace.host_port = _host_port(sources, trace, found.published)
+    links = _read_links(sources, trace)
     before = _read_nat(sources, trace)
-    external_port = trace.host_port.container_port if trace.host_port else None
-    nat = _nat_hop(trace, before, outputs, external_port)
+    nat = _nat_hop(trace, before, outputs, found.published.container_port)
     trace.nat = nat
-
-    bridge_if = docker.bridge.interface if docker.bridge else "the stack's bridge"
     try:
         choice = analyze.choose_target(
             via,
             outputs.host_port,
             before.rules,
             nat.dnat_rules,
-            trace.host_port.listeners if trace.host_port and listeners_ok else [],
-            addresses,
+            trace.host_port.listeners,
+            links or [],
             outputs.gateway,
-            bridge_if,
+            found.bridge.interface,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
-    # Never knock on the port of a stack Docker says is gone: something else may listen there.
-    absent = {"stack-not-deployed", "container-missing", "container-stopped"}
-    if send_request and any(p.code in absent for p in trace.problems):
+    # Never knock on the port of a stack Docker says is stopped: something else may listen there.
+    if send_request and any(p.code == "container-stopped" for p in trace.problems):
         send_request = False
         trace.notes.append("no request sent: Docker shows the stack is not running")
     if send_request:
-        _send(sources, trace, choice, outputs, docker.external)
+        _send(sources, trace, choice, outputs, found.external)
         if before.rules is not None:
             after = _read_nat(sources, Trace(stack=stack))
             if after.rules is not None:
@@ -134,109 +124,80 @@ def collect(
         trace.request = TracedRequest(
             choice.ip, outputs.host_port, choice.reason, choice.path_kind, error="not sent"
         )
-    nat.explanation = render.explain_nat(trace)
-
-    if docker.bridge is not None:
-        trace.bridge = _bridge(sources, trace, docker)
-    trace.summary = render.summarize(trace)
+    trace.bridge = _bridge(sources, trace, found, links)
     return trace
 
 
-# ---------------------------------------------------------------------------------------------
-# outputs and Docker
-# ---------------------------------------------------------------------------------------------
-
-
-def _read_outputs(
-    sources: Sources, trace: Trace, stack: str, outputs_text: str | None
-) -> StackOutputs | None:
-    if outputs_text is not None:
-        try:
-            return parse_stack_outputs(outputs_text, stack, "file")
-        except ParseError as exc:
-            trace.problems.append(
-                Problem(
-                    "outputs",
-                    "outputs-invalid",
-                    str(exc),
-                    "pass the JSON of `pulumi stack output --json`",
-                )
+def _read_docker(sources: Sources, trace: Trace, stack: str) -> _Stack | None:
+    """The stack's network and containers, found by their labels."""
+    try:
+        networks = sources.networks(stack)
+        if not networks:
+            others = sorted(
+                {(n.get("Labels") or {}).get(STACK_LABEL, "?") for n in sources.networks(None)}
+            )
+            seen = f" (stacks found on this Docker: {', '.join(others)})" if others else ""
+            trace.add_problem(
+                "bridge",
+                "stack-not-deployed",
+                f"Docker has no network labelled {STACK_LABEL}={stack}{seen}",
+                remedy_deploy(stack),
             )
             return None
-    result = sources.pulumi_outputs(stack)
-    if result is None:
-        trace.notes.append("pulumi CLI not on PATH: stack facts read from Docker labels")
-        return None
-    if result.returncode != 0:
-        first = (result.stderr.strip().splitlines() or ["no message"])[0]
-        trace.notes.append(f"`{result.command}` failed ({first}): facts read from Docker labels")
-        return None
-    try:
-        return parse_stack_outputs(result.stdout, stack, "pulumi")
-    except ParseError as exc:
-        # An empty {} is what Pulumi prints for a stack that exists but was never deployed.
-        trace.notes.append(f"pulumi outputs unusable ({exc}): facts read from Docker labels")
-        return None
-
-
-def _read_docker(
-    sources: Sources, trace: Trace, stack: str, outputs: StackOutputs | None
-) -> _DockerFacts:
-    facts = _DockerFacts()
-    try:
-        if outputs is not None:
-            net = sources.network(outputs.network_name)
-        else:
-            nets = sources.networks_by_label(stack)
-            wanted = f"c2c-{stack}-net"
-            net = next((n for n in nets if n.get("Name") == wanted), nets[0] if nets else None)
-        if net is None:
-            others = sorted(
-                {
-                    (n.get("Labels") or {}).get("c2c.stack", "?")
-                    for n in sources.networks_by_label(None)
-                }
-            )
-            where = outputs.network_name if outputs else f"labelled c2c.stack={stack}"
-            seen = f" (stacks found on this Docker: {', '.join(others)})" if others else ""
-            trace.problems.append(
-                Problem(
-                    "bridge",
-                    "stack-not-deployed",
-                    f"Docker has no network {where}{seen}",
-                    remedy_deploy(stack),
-                )
-            )
-            return facts
-        facts.bridge = parse_network_inspect(net)
-        for role in ("external", "internal"):
-            name = f"c2c-{stack}-{role}"
-            doc = sources.container(name)
-            if doc is None:
-                trace.problems.append(
-                    Problem(
-                        "bridge", "container-missing", f"no container {name}", remedy_deploy(stack)
-                    )
-                )
-                continue
-            info = parse_container_inspect(doc)
-            if not info.running:
-                trace.problems.append(
-                    Problem(
-                        "bridge",
-                        "container-stopped",
-                        f"container {name} is not running",
-                        f"`docker start {name}` or {remedy_deploy(stack)}",
-                    )
-                )
-            setattr(facts, role, info)
+        bridge = parse_network_inspect(networks[0])
+        containers = [parse_container_inspect(doc) for doc in sources.containers(stack)]
     except DockerUnavailable as exc:
-        trace.problems.append(
-            Problem("bridge", "docker-unreachable", f"cannot reach Docker: {exc}", REMEDY_DOCKER)
+        trace.add_problem(
+            "bridge", "docker-unreachable", f"cannot reach Docker: {exc}", REMEDY_DOCKER
         )
+        return None
     except DockerApiError as exc:
-        trace.problems.append(Problem("bridge", "docker-error", str(exc), REMEDY_DOCKER))
-    return facts
+        trace.add_problem("bridge", "docker-error", str(exc), REMEDY_DOCKER)
+        return None
+    by_service = {c.labels.get(SERVICE_LABEL): c for c in containers}
+    for service in ("external", "internal"):
+        info = by_service.get(service)
+        if info is None:
+            trace.add_problem(
+                "bridge",
+                "container-missing",
+                f"no container labelled {SERVICE_LABEL}={service} in stack {stack}",
+                remedy_deploy(stack),
+            )
+        elif not info.running:
+            trace.add_problem(
+                "bridge",
+                "container-stopped",
+                f"container {info.name} is not running",
+                f"`docker start {info.name}` or {remedy_deploy(stack)}",
+            )
+    external, internal = by_service.get("external"), by_service.get("internal")
+    if external is None or internal is None:
+        return None
+    if not external.port_bindings:
+        trace.add_problem(
+            "host-port",
+            "port-not-published",
+            f"{external.name} publishes no host port",
+            remedy_deploy(stack),
+        )
+        return None
+    return _Stack(bridge, external, internal, external.port_bindings[0])
+
+
+def _read_links(sources: Sources, trace: Trace) -> list[Link] | None:
+    """This network namespace's interfaces and addresses, through netlink."""
+    result = sources.ip_addr()
+    try:
+        if result.returncode == 0:
+            return parse_ip_addr(result.stdout)
+        why = result.stderr.strip()
+    except ParseError as exc:
+        why = str(exc)
+    trace.add_problem(
+        "bridge", "ip-failed", f"`{result.command}`: {why}", "install iproute2 (`ip -j`)"
+    )
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,52 +205,29 @@ def _read_docker(
 # ---------------------------------------------------------------------------------------------
 
 
-def _host_port(
-    sources: Sources, trace: Trace, outputs: StackOutputs, external: ContainerInfo | None
-) -> bool:
-    port = outputs.host_port
-    binding = None
-    if external is not None:
-        binding = next((b for b in external.port_bindings if b.host_port == port), None)
-        if binding is None:
-            trace.problems.append(
-                Problem(
-                    "host-port",
-                    "port-not-published",
-                    f"{external.name} does not publish host port {port}",
-                    remedy_deploy(outputs.stack),
-                )
-            )
-    hop = HostPortHop(
-        port=port,
-        bind_ip=binding.host_ip if binding else None,
-        container_port=binding.container_port if binding else None,
-    )
-    trace.host_port = hop
+def _host_port(sources: Sources, trace: Trace, published: PortBinding) -> HostPortHop:
+    port = published.host_port
+    hop = HostPortHop(port=port, bind_ip=published.host_ip, container_port=published.container_port)
     result = sources.ss()
     if result.returncode != 0:
-        trace.problems.append(
-            Problem(
-                "host-port",
-                "ss-failed",
-                f"`{result.command}`: {result.stderr.strip()}",
-                "install iproute2 (ss)",
-            )
+        trace.add_problem(
+            "host-port",
+            "ss-failed",
+            f"`{result.command}`: {result.stderr.strip()}",
+            "install iproute2 (ss)",
         )
-        return False
+        return hop
     hop.listeners = [x for x in parse_ss_listeners(result.stdout) if x.port == port]
     # Without privilege ss omits the users:(...) column for sockets of other users.
     hop.process_visible = all(x.process is not None for x in hop.listeners)
     if not hop.process_visible:
-        trace.problems.append(
-            Problem(
-                "host-port",
-                "ss-no-process",
-                f"ss shows who listens on port {port} only to root",
-                REMEDY_ROOT,
-            )
+        trace.add_problem(
+            "host-port",
+            "ss-no-process",
+            f"ss shows who listens on port {port} only to root",
+            REMEDY_ROOT,
         )
-    return True
+    return hop
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,58 +250,37 @@ def _read_nat(sources: Sources, trace: Trace) -> _NatRead:
         result, kind = nft, nft_kind
     stderr = result.stderr.strip() or f"exit code {result.returncode}"
     if kind == "permission":
-        trace.problems.append(
-            Problem(
-                "nat",
-                "nat-permission",
-                f"cannot read the nat table without privilege: `{result.command}` says: {stderr}",
-                REMEDY_ROOT,
-            )
+        trace.add_problem(
+            "nat",
+            "nat-permission",
+            f"cannot read the nat table without privilege: `{result.command}` says: {stderr}",
+            REMEDY_ROOT,
         )
     else:
-        trace.problems.append(
-            Problem(
-                "nat",
-                "nat-unreadable",
-                f"`{result.command}` failed: {stderr}",
-                "install iptables (or nftables) and run as root",
-            )
+        trace.add_problem(
+            "nat",
+            "nat-unreadable",
+            f"`{result.command}` failed: {stderr}",
+            "install iptables (or nftables) and run as root",
         )
     return _NatRead(None, backend, result.command)
 
 
-def _nat_hop(
-    trace: Trace, read: _NatRead, outputs: StackOutputs, external_port: int | None
-) -> NatHop:
+def _nat_hop(trace: Trace, read: _NatRead, outputs: StackOutputs, external_port: int) -> NatHop:
     hop = NatHop(backend=read.backend, command=read.command, readable=read.rules is not None)
     if read.rules is None:
         return hop
     port = outputs.host_port
-    if external_port is not None:
-        hop.dnat_rules = analyze.dnat_rules_for(
-            read.rules, port, outputs.external_ip, external_port
-        )
-    else:
-        # Without Docker the container port is unknown: any DNAT of hostPort to externalIp.
-        hop.dnat_rules = [
-            r
-            for r in read.rules
-            if r.target == "DNAT"
-            and r.dport == port
-            and (r.to_destination or "").startswith(outputs.external_ip + ":")
-        ]
+    hop.dnat_rules = analyze.dnat_rules_for(read.rules, port, outputs.external_ip, external_port)
     if hop.dnat_rules:
-        chains = {r.chain for r in hop.dnat_rules}
-        hop.jump_rules = [r for r in read.rules if r.target in chains]
+        hop.jump_rules = analyze.jump_rules(read.rules, hop.dnat_rules[0].chain)
     else:
-        trace.problems.append(
-            Problem(
-                "nat",
-                "no-dnat-rule",
-                f"the nat table has no DNAT rule for port {port} -> {outputs.external_ip}"
-                f":{external_port or '?'} (Docker removes it when external stops)",
-                f"check `docker ps`; {remedy_deploy(outputs.stack)}",
-            )
+        trace.add_problem(
+            "nat",
+            "no-dnat-rule",
+            f"the nat table has no DNAT rule for port {port} -> {outputs.external_ip}"
+            f":{external_port} (Docker removes it when external stops)",
+            f"check `docker ps`; {remedy_deploy(outputs.stack)}",
         )
     return hop
 
@@ -378,7 +295,7 @@ def _send(
     trace: Trace,
     choice: analyze.TargetChoice,
     outputs: StackOutputs,
-    external: ContainerInfo | None,
+    external: ContainerInfo,
 ) -> None:
     result = sources.http_get(choice.ip, outputs.host_port)
     trace.request = TracedRequest(
@@ -390,27 +307,22 @@ def _send(
         total_ms=result.ms,
         error=result.error,
     )
-    internal_url = external.env.get("INTERNAL_URL") if external else None
-    hop = ServiceHop(internal_url=internal_url or None, total_ms=result.ms)
+    hop = ServiceHop(internal_url=external.env.get("INTERNAL_URL") or None, total_ms=result.ms)
     trace.services = hop
     if result.error is not None or result.status != 200:
-        trace.problems.append(
-            Problem(
-                "services",
-                "request-failed",
-                f"GET http://{choice.ip}:{outputs.host_port}/ -> {result.error or result.status}"
-                + (f": {result.body[:200]}" if result.body else ""),
-                "check the containers: `docker ps`, `docker logs c2c-<stack>-external`",
-            )
+        trace.add_problem(
+            "services",
+            "request-failed",
+            f"GET http://{choice.ip}:{outputs.host_port}/ -> {result.error or result.status}"
+            + (f": {result.body[:200]}" if result.body else ""),
+            f"check the containers: `docker ps`, `docker logs {external.name}`",
         )
         return
     try:
         data = parse_service_response(result.body)
     except ParseError as exc:
-        trace.problems.append(
-            Problem(
-                "services", "bad-response", str(exc), "check `docker logs` of external and internal"
-            )
+        trace.add_problem(
+            "services", "bad-response", str(exc), "check `docker logs` of external and internal"
         )
         return
     upstream = data["upstream"]
@@ -428,28 +340,32 @@ def _send(
 # ---------------------------------------------------------------------------------------------
 
 
-def _bridge(sources: Sources, trace: Trace, docker: _DockerFacts) -> BridgeHop:
-    assert docker.bridge is not None
-    bridge = docker.bridge
-    links = []
-    try:
-        for info in (docker.internal, docker.external):
-            if info is None or not info.running:
-                continue
-            ifnames = [f"eth{i}" for i in range(max(1, len(info.networks)))]
-            links.extend(sources.container_links(info.name, ifnames))
-    except (DockerUnavailable, DockerApiError) as exc:
-        trace.notes.append(f"could not read the containers' interfaces: {exc}")
-    bridge = analyze.attach_veths(bridge, sources.host_links(), links)
-    if not bridge.interface_present:
-        trace.problems.append(
-            Problem(
-                "bridge",
-                "bridge-missing",
-                f"no interface {bridge.interface} on this host (is the trace running in "
-                "another network namespace than dockerd?)",
-                "run the trace on the Docker host itself",
-            )
+def _bridge(sources: Sources, trace: Trace, found: _Stack, links: list[Link] | None) -> BridgeHop:
+    container_links = []
+    for info in (found.internal, found.external):
+        # A stopped container has no veth. Its interfaces are read from inside it, where /sys is
+        # its own network namespace's: a read-only, cap-less container may read it.
+        for n in range(len(info.networks) if info.running else 0):
+            base = f"/sys/class/net/eth{n}"
+            try:
+                result = sources.container_exec(
+                    info.name, ["cat", f"{base}/iflink", f"{base}/address"]
+                )
+            except (DockerUnavailable, DockerApiError) as exc:
+                trace.notes.append(f"could not read the interfaces of {info.name}: {exc}")
+                break
+            read = parse_sysfs_link(result.stdout) if result.returncode == 0 else None
+            if read is not None:
+                container_links.append(ContainerLink(info.name, f"eth{n}", *read))
+    bridge = analyze.attach_veths(found.bridge, links or [], container_links)
+    if links is not None and not bridge.interface_present:
+        trace.add_problem(
+            "bridge",
+            "bridge-missing",
+            f"no interface {bridge.interface} in this network namespace (does dockerd run in "
+            "another one?)",
+            "run the trace in dockerd's network namespace, e.g. "
+            "`nsenter --net=/run/netns/NAME make trace`",
         )
     missing = [e.container for e in bridge.endpoints if e.host_veth is None]
     if missing:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import graphviz
 
@@ -25,12 +26,14 @@ def _wrapped(text: str, width: int = 60) -> str:
     return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False))
 
 
-def _container_label(ep: BridgeEndpoint | None, name: str, ip: str, port: int | None) -> str:
+def _container_label(
+    ep: BridgeEndpoint | None, service: str, ip: str, port: int | None, note: str = ""
+) -> str:
     veth = None
     if ep is not None and ep.host_veth:
         veth = f"{ep.container_ifname} <-> {ep.host_veth} (ifindex {ep.host_ifindex})"
     return _lines(
-        name,
+        (ep.container if ep is not None else service) + note,
         f"{ip}:{port}" if port else ip,
         f"mac {ep.mac}" if ep is not None else None,
         veth,
@@ -114,20 +117,21 @@ def build(trace: Trace) -> graphviz.Digraph:
             )
             eps = {e.ipv4: e for e in br.endpoints} if br else {}
             ext_port = hp.container_port if hp else None
-            int_port = _port_of(svc.internal_url if svc else out.internal_url)
+            int_port = urlsplit(
+                svc.internal_url if svc and svc.internal_url else out.internal_url
+            ).port
             bridge.node(
                 "external",
-                _container_label(
-                    eps.get(out.external_ip), f"c2c-{out.stack}-external", out.external_ip, ext_port
-                ),
+                _container_label(eps.get(out.external_ip), "external", out.external_ip, ext_port),
             )
             bridge.node(
                 "internal",
                 _container_label(
                     eps.get(out.internal_ip),
-                    f"c2c-{out.stack}-internal (no published port)",
+                    "internal",
                     out.internal_ip,
                     int_port,
+                    " (no published port)",
                 ),
             )
 
@@ -159,13 +163,6 @@ def build(trace: Trace) -> graphviz.Digraph:
         **TRACED,
     )
     return g
-
-
-def _port_of(url: str | None) -> int | None:
-    if not url:
-        return None
-    tail = url.split("//", 1)[-1].split("/", 1)[0]
-    return int(tail.rsplit(":", 1)[1]) if ":" in tail else None
 
 
 def write(trace: Trace, out_base: Path) -> list[Path]:

@@ -13,23 +13,21 @@ from typing import Any
 
 @dataclass(frozen=True)
 class StackOutputs:
-    """The stack outputs contract (`pulumi stack output --json`), plus where they came from."""
+    """The stack's outputs (as `pulumi stack output` names them), read from Docker's objects
+    labelled c2c.stack=<stack>."""
 
     stack: str
-    endpoint: str
+    host_port: int
     internal_ip: str
     external_ip: str
     subnet: str
     gateway: str
     network_name: str
-    internal_url: str
-    source: str  # "pulumi", "file" or "docker-labels"
+    internal_url: str  # INTERNAL_URL in external's container env
 
     @property
-    def host_port(self) -> int:
-        # endpoint is http://<host>:<hostPort>; the port is the only part the trace needs.
-        rest = self.endpoint.split("//", 1)[-1].split("/", 1)[0]
-        return int(rest.rsplit(":", 1)[1]) if ":" in rest else 80
+    def endpoint(self) -> str:
+        return f"http://localhost:{self.host_port}"
 
 
 @dataclass(frozen=True)
@@ -98,7 +96,7 @@ class TracedRequest:
     target_ip: str
     port: int
     reason: str
-    path_kind: str  # "dnat" (through the nat table) or "docker-proxy"
+    path_kind: str  # "dnat" (through the nat table), "docker-proxy" or "unknown"
     status: int | None = None
     total_ms: float | None = None
     error: str | None = None
@@ -113,7 +111,6 @@ class NatHop:
     jump_rules: list[NatRule] = field(default_factory=list)  # PREROUTING/OUTPUT -> DOCKER
     moves: list[CounterMove] = field(default_factory=list)  # every rule whose counter moved
     dnat_moved_by: int | None = None
-    explanation: str = ""
 
 
 @dataclass
@@ -160,14 +157,17 @@ class Trace:
     nat: NatHop | None = None
     bridge: BridgeHop | None = None
     services: ServiceHop | None = None
-    summary: str = ""
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # facts about how the trace got its data
 
+    def add_problem(self, hop: str, code: str, message: str, remedy: str) -> None:
+        self.problems.append(Problem(hop, code, message, remedy))
+
     def to_dict(self) -> dict[str, Any]:
+        """The facts as JSON-ready data, with the derived endpoint and counter deltas."""
         data = asdict(self)
         if self.outputs is not None:
-            data["outputs"]["host_port"] = self.outputs.host_port
+            data["outputs"]["endpoint"] = self.outputs.endpoint
         if self.nat is not None:
             for move, raw in zip(self.nat.moves, data["nat"]["moves"], strict=True):
                 raw["delta"] = move.delta

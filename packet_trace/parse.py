@@ -1,28 +1,19 @@
-"""Pure parsers for what the host's tools print. No I/O: every function takes text or JSON.
+"""Pure parsers, one per command output (in the manner of jc): text or JSON in, facts out. No I/O.
 
-Each parser is tested on output captured from the Pulumi-deployed dev stack on a Docker 20.10 host
-(tests/unit/trace/fixtures/real-dev/), including the no-rule and no-privilege cases.
+Each parser is tested on output captured from the Pulumi-deployed dev stack on a Docker 20.10 host,
+or from network namespaces rebuilt with the same links (tests/unit/trace/fixtures/).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from packet_trace.model import BridgeEndpoint, BridgeHop, Listener, NatRule, StackOutputs
-
-OUTPUT_KEYS = (
-    "endpoint",
-    "internalIp",
-    "externalIp",
-    "subnet",
-    "gateway",
-    "networkName",
-    "internalUrl",
-)
+from packet_trace.model import BridgeEndpoint, BridgeHop, Listener, NatRule
 
 
 @dataclass(frozen=True)
@@ -45,12 +36,13 @@ class ContainerInfo:
 
 
 @dataclass(frozen=True)
-class HostLink:
-    """A host network interface as /sys/class/net shows it."""
+class Link:
+    """A network interface of the current network namespace, as netlink (`ip -j addr`) shows it."""
 
-    name: str
     ifindex: int
+    name: str
     master: str | None  # the bridge a veth is enslaved to
+    ipv4: tuple[ipaddress.IPv4Interface, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,16 +55,15 @@ class ContainerLink:
     mac: str
 
 
-@dataclass(frozen=True)
-class LocalAddress:
-    ifname: str
-    address: str
-    prefixlen: int
-    scope: str
-
-
 class ParseError(ValueError):
     """Input that does not have the shape the parser expects."""
+
+
+def _json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"{what} is not JSON: {text[:200]!r}") from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,6 +161,9 @@ def classify_command_error(returncode: int, stderr: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # nat table: nft list table ip nat / nft list ruleset
 # ---------------------------------------------------------------------------------------------
+# nft's text, not `nft -j`: Docker writes its rules through iptables-nft, and nft's JSON prints
+# their DNAT and addrtype parts as opaque "xt" expressions without the destination
+# (fixtures/real-dev/nft-nat.json); the text shows them translated (`dnat to 172.13.0.3:8081`).
 
 _NFT_COUNTER_RE = re.compile(r"counter packets (\d+) bytes (\d+)")
 _NFT_DNAT_RE = re.compile(r"\bdnat (?:ip )?to (\S+)")
@@ -261,7 +255,7 @@ def _int_or_none(value: str | None) -> int | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# ss, ip addr, sysfs
+# ss, ip -j addr, the container's sysfs
 # ---------------------------------------------------------------------------------------------
 
 _SS_PROC_RE = re.compile(r'\("([^"]+)",pid=(\d+)')
@@ -286,49 +280,30 @@ def parse_ss_listeners(text: str) -> list[Listener]:
     return listeners
 
 
-def ss_shows_processes(text: str) -> bool:
-    """ss prints the users:(...) column only for sockets the caller may see (root sees all)."""
-    return "users:((" in text
-
-
-def parse_ip_addr(text: str) -> list[LocalAddress]:
-    """IPv4 addresses from `ip -o addr` ('4: eth0    inet 192.0.2.2/24 ... scope global eth0')."""
-    found: list[LocalAddress] = []
-    for raw in text.splitlines():
-        parts = raw.split()
-        if len(parts) < 4 or parts[2] != "inet":
-            continue
-        address, _, prefix = parts[3].partition("/")
-        scope = parts[parts.index("scope") + 1] if "scope" in parts else ""
-        found.append(
-            LocalAddress(
-                ifname=parts[1].rstrip(":"),
-                address=address,
-                prefixlen=int(prefix or 32),
-                scope=scope,
-            )
+def parse_ip_addr(text: str) -> list[Link]:
+    """Every interface with its ifindex, bridge and IPv4 addresses from `ip -j addr show`."""
+    return [
+        Link(
+            ifindex=int(item["ifindex"]),
+            name=str(item["ifname"]),
+            master=item.get("master"),
+            ipv4=tuple(
+                ipaddress.IPv4Interface(f"{a['local']}/{a['prefixlen']}")
+                for a in item.get("addr_info") or []
+                if a.get("family") == "inet"
+            ),
         )
-    return found
+        for item in _json(text, "`ip -j addr show`")
+    ]
 
 
-def parse_host_links(text: str) -> list[HostLink]:
-    """Lines 'name ifindex [master]' (the capture format of /sys/class/net)."""
-    links: list[HostLink] = []
-    for raw in text.splitlines():
-        parts = raw.split()
-        if len(parts) >= 2 and parts[1].isdigit():
-            links.append(HostLink(parts[0], int(parts[1]), parts[2] if len(parts) > 2 else None))
-    return links
-
-
-def parse_container_links(text: str) -> list[ContainerLink]:
-    """Lines 'container ifname iflink mac' (what capture.sh records from `docker exec cat`)."""
-    links: list[ContainerLink] = []
-    for raw in text.splitlines():
-        parts = raw.split()
-        if len(parts) == 4 and parts[2].isdigit():
-            links.append(ContainerLink(parts[0], parts[1], int(parts[2]), parts[3].lower()))
-    return links
+def parse_sysfs_link(text: str) -> tuple[int, str] | None:
+    """(iflink, mac) from `cat /sys/class/net/IF/iflink /sys/class/net/IF/address` run inside a
+    container: iflink is the ifindex of the veth's other end, on the host."""
+    parts = text.split()
+    if len(parts) != 2 or not parts[0].isdigit():
+        return None
+    return int(parts[0]), parts[1].lower()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,7 +314,7 @@ def parse_container_links(text: str) -> list[ContainerLink]:
 def _one(data: Any) -> dict[str, Any]:
     """`docker inspect` prints a list; the API returns one object. Accept both."""
     if isinstance(data, str):
-        data = json.loads(data)
+        data = _json(data, "inspect output")
     if isinstance(data, list):
         if len(data) != 1:
             raise ParseError(f"expected one inspected object, got {len(data)}")
@@ -359,15 +334,14 @@ def parse_network_inspect(data: Any) -> BridgeHop:
     options = net.get("Options") or {}
     # Docker names a user-defined bridge br-<first 12 hex of the network id> unless told otherwise.
     interface = options.get("com.docker.network.bridge.name") or f"br-{network_id[:12]}"
-    endpoints = []
-    for info in (net.get("Containers") or {}).values():
-        endpoints.append(
-            BridgeEndpoint(
-                container=str(info.get("Name", "")),
-                ipv4=str(info.get("IPv4Address", "")).split("/", 1)[0],
-                mac=str(info.get("MacAddress", "")).lower(),
-            )
+    endpoints = [
+        BridgeEndpoint(
+            container=str(info.get("Name", "")),
+            ipv4=str(info.get("IPv4Address", "")).split("/", 1)[0],
+            mac=str(info.get("MacAddress", "")).lower(),
         )
+        for info in (net.get("Containers") or {}).values()
+    ]
     endpoints.sort(key=lambda e: _ip_sort_key(e.ipv4))
     return BridgeHop(
         network_name=str(net["Name"]),
@@ -380,10 +354,6 @@ def parse_network_inspect(data: Any) -> BridgeHop:
     )
 
 
-def network_labels(data: Any) -> dict[str, str]:
-    return dict(_one(data).get("Labels") or {})
-
-
 def _ip_sort_key(ip: str) -> tuple[int, ...]:
     return tuple(int(p) for p in ip.split(".")) if ip.count(".") == 3 else (999,)
 
@@ -391,10 +361,7 @@ def _ip_sort_key(ip: str) -> tuple[int, ...]:
 def parse_container_inspect(data: Any) -> ContainerInfo:
     c = _one(data)
     config = c.get("Config") or {}
-    env: dict[str, str] = {}
-    for item in config.get("Env") or []:
-        key, _, value = str(item).partition("=")
-        env[key] = value
+    env = {k: v for k, _, v in (str(item).partition("=") for item in config.get("Env") or [])}
     bindings: list[PortBinding] = []
     ports = (c.get("HostConfig") or {}).get("PortBindings") or {}
     for key, hosts in ports.items():
@@ -411,7 +378,10 @@ def parse_container_inspect(data: Any) -> ContainerInfo:
             )
     networks: dict[str, tuple[str, str]] = {}
     for name, info in ((c.get("NetworkSettings") or {}).get("Networks") or {}).items():
-        networks[name] = (str(info.get("IPAddress", "")), str(info.get("MacAddress", "")).lower())
+        # A stopped container has no IPAddress; its static IP stays in IPAMConfig.
+        static = (info.get("IPAMConfig") or {}).get("IPv4Address", "")
+        ip = str(info.get("IPAddress") or static)
+        networks[name] = (ip, str(info.get("MacAddress", "")).lower())
     return ContainerInfo(
         name=str(c.get("Name", "")).lstrip("/"),
         running=bool((c.get("State") or {}).get("Running")),
@@ -423,40 +393,13 @@ def parse_container_inspect(data: Any) -> ContainerInfo:
 
 
 # ---------------------------------------------------------------------------------------------
-# stack outputs and the services' JSON
+# the services' JSON
 # ---------------------------------------------------------------------------------------------
-
-
-def parse_stack_outputs(text: str, stack: str, source: str) -> StackOutputs:
-    """`pulumi stack output --json` (a JSON object). Raises ParseError naming a missing key."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"stack outputs are not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ParseError("stack outputs are not a JSON object")
-    missing = [k for k in OUTPUT_KEYS if k not in data]
-    if missing:
-        raise ParseError("stack outputs lack " + ", ".join(missing))
-    return StackOutputs(
-        stack=stack,
-        endpoint=str(data["endpoint"]),
-        internal_ip=str(data["internalIp"]),
-        external_ip=str(data["externalIp"]),
-        subnet=str(data["subnet"]),
-        gateway=str(data["gateway"]),
-        network_name=str(data["networkName"]),
-        internal_url=str(data["internalUrl"]),
-        source=source,
-    )
 
 
 def parse_service_response(text: str) -> dict[str, Any]:
     """external's `GET /` JSON; checks the keys the trace reads."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"external did not answer JSON: {text[:200]!r}") from exc
+    data = _json(text, "external's answer")
     if not isinstance(data, dict):
         raise ParseError("external's answer is not a JSON object")
     if "error" in data:

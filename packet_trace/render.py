@@ -9,8 +9,17 @@ from __future__ import annotations
 import json
 import textwrap
 
-from packet_trace.analyze import WILDCARDS
-from packet_trace.model import BridgeHop, HostPortHop, NatHop, NatRule, ServiceHop, Trace
+from packet_trace.analyze import listener_for
+from packet_trace.model import (
+    BridgeHop,
+    HostPortHop,
+    NatHop,
+    NatRule,
+    ServiceHop,
+    StackOutputs,
+    Trace,
+    TracedRequest,
+)
 
 WIDTH = 100
 
@@ -28,13 +37,11 @@ def _ms(value: float | None) -> str:
 def _proxy(trace: Trace) -> str | None:
     """'docker-proxy (pid N) on ADDR:PORT' for the listener that accepted the request."""
     hop, req = trace.host_port, trace.request
-    if hop is None or req is None:
+    x = listener_for(hop.listeners, req.target_ip, hop.port) if hop and req else None
+    if x is None:
         return None
-    for x in hop.listeners:
-        if x.local_address == req.target_ip or x.local_address in WILDCARDS:
-            who = f"{x.process} (pid {x.pid})" if x.process else "a process (name hidden: not root)"
-            return f"{who} on {x.local_address}:{x.port}"
-    return None
+    who = f"{x.process} (pid {x.pid})" if x.process else "a process (name hidden: not root)"
+    return f"{who} on {x.local_address}:{x.port}"
 
 
 def _rule_text(rule: NatRule) -> str:
@@ -42,7 +49,7 @@ def _rule_text(rule: NatRule) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# nat explanation and summary (also stored in the JSON)
+# nat explanation and summary (also in the JSON)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -129,12 +136,12 @@ def summarize(trace: Trace) -> str:
     if out is None:
         if any(p.code == "docker-unreachable" for p in trace.problems):
             return (
-                f"Nothing to trace: Docker could not be reached and there are no outputs for "
-                f"stack {trace.stack}, so neither its port nor its containers are known."
+                f"Nothing to trace: Docker could not be reached, so neither the port nor the "
+                f"containers of stack {trace.stack} are known."
             )
         return (
-            f"Nothing to trace: stack {trace.stack} has no outputs and no labelled Docker "
-            "resources on this host."
+            f"Nothing to trace: stack {trace.stack} has no running network and containers "
+            "labelled for it on this host."
         )
     sentences: list[str] = []
     bridge_txt = (
@@ -165,7 +172,7 @@ def summarize(trace: Trace) -> str:
             "external."
         )
     else:
-        sentences.append(_proxy_sentence(trace, bridge_txt + veth_txt))
+        sentences.append(_proxy_sentence(trace, out, req, bridge_txt + veth_txt))
     if svc and svc.internal_client_ip:
         sentences.append(
             f"External then called internal at {svc.internal_url or out.internal_url} directly "
@@ -187,11 +194,9 @@ def summarize(trace: Trace) -> str:
     return " ".join(sentences)
 
 
-def _proxy_sentence(trace: Trace, over: str) -> str:
+def _proxy_sentence(trace: Trace, out: StackOutputs, req: TracedRequest, over: str) -> str:
     """The request that went to the host port's listener (docker-proxy) instead of the DNAT rule."""
-    out, req, nat, svc = trace.outputs, trace.request, trace.nat, trace.services
-    assert out is not None
-    assert req is not None
+    nat, svc = trace.nat, trace.services
     rule = nat.dnat_rules[0] if nat and nat.dnat_rules else None
     proxy = _proxy(trace)
     proxy_txt = f"by {proxy}" if proxy else "by a process on the host"
@@ -230,13 +235,13 @@ def render_text(trace: Trace) -> str:
     out = trace.outputs
     lines = [f"Packet trace of stack '{trace.stack}'"]
     if out is not None:
-        lines[0] += f" (facts from {out.source}): endpoint {out.endpoint}"
+        lines[0] += f" (facts from docker-labels): endpoint {out.endpoint}"
     lines.append("")
     lines += _hop1(trace.host_port, trace)
     lines += _hop2(trace.nat, trace)
     lines += _hop3(trace.bridge)
     lines += _hop4(trace.services, trace)
-    lines += ["5. Summary", _wrap(trace.summary), ""]
+    lines += ["5. Summary", _wrap(summarize(trace)), ""]
     if trace.problems:
         lines.append("Problems (what could not be read, and what to do):")
         for p in trace.problems:
@@ -322,7 +327,7 @@ def _hop2(nat: NatHop | None, trace: Trace) -> list[str]:
             lines.append(f"     {m.packets_before} -> {m.packets_after}  {m.chain}: {m.spec}")
     elif nat.readable and req is not None and req.error != "not sent":
         lines.append("   every nat counter that moved: none")
-    lines.append(_wrap(nat.explanation))
+    lines.append(_wrap(explain_nat(trace)))
     lines.append("")
     return lines
 
@@ -370,4 +375,8 @@ def _hop4(svc: ServiceHop | None, trace: Trace) -> list[str]:
 
 
 def render_json(trace: Trace) -> str:
-    return json.dumps(trace.to_dict(), indent=2, sort_keys=False)
+    data = trace.to_dict()
+    if data["nat"] is not None:
+        data["nat"]["explanation"] = explain_nat(trace)
+    data["summary"] = summarize(trace)
+    return json.dumps(data, indent=2)

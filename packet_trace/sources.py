@@ -1,25 +1,25 @@
-"""Where the facts come from: host commands, /sys, the Docker API, one HTTP request.
+"""Where the facts come from: host commands, the Docker API, one HTTP request.
 
-`Sources` is the seam between the trace and the machine. `LiveSources` reads the live system;
-tests substitute a class that replays captured fixtures.
+`Sources` is the seam between the trace and the machine: it returns raw output (command text,
+Docker's JSON documents) for packet_trace.parse. `LiveSources` reads the live system, in the
+network namespace the trace runs in (links and addresses through netlink, never /sys, so
+`nsenter --net=...` points it at a Docker engine in another namespace); tests replay captures.
 """
 
 from __future__ import annotations
 
 import http.client
-import os
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
-
-from packet_trace.parse import ContainerLink, HostLink
 
 COMMAND_TIMEOUT_S = 20.0
 HTTP_TIMEOUT_S = 10.0
+# Every Docker object of a stack carries the first two; each container also c2c.service.
 PROJECT_LABEL = "c2c.project=c2c"
+STACK_LABEL = "c2c.stack"
+SERVICE_LABEL = "c2c.service"
 
 
 @dataclass(frozen=True)
@@ -51,30 +51,22 @@ class DockerApiError(RuntimeError):
 
 
 class Sources(Protocol):
-    def pulumi_outputs(self, stack: str) -> CommandResult | None: ...
-    def network(self, name: str) -> dict[str, Any] | None: ...
-    def networks_by_label(self, stack: str | None) -> list[dict[str, Any]]: ...
-    def container(self, name: str) -> dict[str, Any] | None: ...
-    def container_links(self, container: str, ifnames: list[str]) -> list[ContainerLink]: ...
-    def host_links(self) -> list[HostLink]: ...
-    def ss(self) -> CommandResult: ...
+    def networks(self, stack: str | None) -> list[dict[str, Any]]: ...
+    def containers(self, stack: str) -> list[dict[str, Any]]: ...
+    def container_exec(self, container: str, argv: list[str]) -> CommandResult: ...
     def ip_addr(self) -> CommandResult: ...
+    def ss(self) -> CommandResult: ...
     def iptables_version(self) -> CommandResult: ...
     def nat_table(self) -> CommandResult: ...
     def nft_nat(self) -> CommandResult: ...
-    def http_get(self, ip: str, port: int, path: str = "/") -> HttpResult: ...
+    def http_get(self, ip: str, port: int) -> HttpResult: ...
 
 
-def run(argv: list[str], cwd: Path | None = None) -> CommandResult:
+def run(argv: list[str]) -> CommandResult:
     """Run a command, never raising: a missing binary is returncode 127, like a shell."""
     try:
         proc = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT_S,
-            cwd=cwd,
-            check=False,
+            argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False
         )
     except FileNotFoundError:
         return CommandResult(argv, 127, "", f"{argv[0]}: command not found")
@@ -83,12 +75,8 @@ def run(argv: list[str], cwd: Path | None = None) -> CommandResult:
     return CommandResult(argv, proc.returncode, proc.stdout, proc.stderr)
 
 
-def project_dir() -> Path:
-    """The directory holding Pulumi.yaml: the current one or the repository of this package."""
-    for candidate in (Path.cwd(), Path(__file__).resolve().parents[1]):
-        if (candidate / "Pulumi.yaml").exists():
-            return candidate
-    return Path.cwd()
+def _labels(stack: str | None) -> list[str]:
+    return [PROJECT_LABEL] + ([f"{STACK_LABEL}={stack}"] if stack else [])
 
 
 class LiveSources:
@@ -99,87 +87,51 @@ class LiveSources:
 
     # -- Docker --------------------------------------------------------------------------------
 
-    def _api(self) -> Any:
-        if self._client is None:
-            import docker  # imported here so parsing and rendering work without the SDK
-
-            try:
-                client = docker.from_env(timeout=10)
-                client.ping()
-            except Exception as exc:  # the SDK raises several types for one cause: no daemon
-                raise DockerUnavailable(str(exc)) from exc
-            self._client = client
-        return self._client.api
-
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        import docker.errors
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """One call of the low-level API client; None when Docker says 'not found'."""
+        import docker  # imported here so parsing and rendering work without the SDK
+        import requests
 
         try:
-            return fn(*args, **kwargs)
+            if self._client is None:
+                client = docker.from_env(timeout=10)
+                client.ping()
+                self._client = client
+            return getattr(self._client.api, name)(*args, **kwargs)
         except docker.errors.NotFound:
             return None
         except docker.errors.APIError as exc:
             raise DockerApiError(str(exc)) from exc
-        except Exception as exc:  # connection dropped mid-way: same remedy as no daemon
+        # No daemon, no permission on its socket, or the connection dropped mid-way.
+        except (docker.errors.DockerException, requests.RequestException) as exc:
             raise DockerUnavailable(str(exc)) from exc
 
-    def network(self, name: str) -> dict[str, Any] | None:
-        api = self._api()
-        result: dict[str, Any] | None = self._call(api.inspect_network, name)
-        return result
-
-    def networks_by_label(self, stack: str | None) -> list[dict[str, Any]]:
-        api = self._api()
-        labels = [PROJECT_LABEL] + ([f"c2c.stack={stack}"] if stack else [])
-        found = self._call(api.networks, filters={"label": labels}) or []
+    def networks(self, stack: str | None) -> list[dict[str, Any]]:
+        found = self._call("networks", filters={"label": _labels(stack)}) or []
         # The list endpoint leaves Containers empty: inspect each network for its endpoints.
-        return [n for n in (self._call(api.inspect_network, f["Id"]) for f in found) if n]
+        return [n for n in (self._call("inspect_network", f["Id"]) for f in found) if n]
 
-    def container(self, name: str) -> dict[str, Any] | None:
-        api = self._api()
-        result: dict[str, Any] | None = self._call(api.inspect_container, name)
-        return result
+    def containers(self, stack: str) -> list[dict[str, Any]]:
+        found = self._call("containers", all=True, filters={"label": _labels(stack)}) or []
+        return [c for c in (self._call("inspect_container", f["Id"]) for f in found) if c]
 
-    def container_links(self, container: str, ifnames: list[str]) -> list[ContainerLink]:
-        api = self._api()
-        links = []
-        for ifname in ifnames:
-            # The containers are read-only with all capabilities dropped; reading /sys needs none.
-            base = f"/sys/class/net/{ifname}"
-            argv = ["cat", f"{base}/iflink", f"{base}/address"]
-            try:
-                exec_id = self._call(api.exec_create, container, argv)
-                if exec_id is None:
-                    continue
-                out = self._call(api.exec_start, exec_id["Id"]) or b""
-                code = (self._call(api.exec_inspect, exec_id["Id"]) or {}).get("ExitCode")
-            except DockerApiError:
-                continue  # e.g. the container is not running: no veth to report
-            lines = out.decode(errors="replace").split()
-            if code == 0 and len(lines) == 2 and lines[0].isdigit():
-                links.append(ContainerLink(container, ifname, int(lines[0]), lines[1].lower()))
-        return links
+    def container_exec(self, container: str, argv: list[str]) -> CommandResult:
+        created = self._call("exec_create", container, argv)
+        if created is None:
+            return CommandResult(argv, 125, "", f"no container {container}")
+        out: bytes = self._call("exec_start", created["Id"]) or b""
+        code = (self._call("exec_inspect", created["Id"]) or {}).get("ExitCode")
+        return CommandResult(
+            argv, code if isinstance(code, int) else 1, out.decode(errors="replace"), ""
+        )
 
-    # -- host ----------------------------------------------------------------------------------
+    # -- host: the current network namespace ----------------------------------------------------
 
-    def host_links(self) -> list[HostLink]:
-        links = []
-        root = Path("/sys/class/net")
-        for dev in sorted(root.iterdir()) if root.exists() else []:
-            try:
-                ifindex = int((dev / "ifindex").read_text().strip())
-            except (OSError, ValueError):
-                continue
-            master = dev / "master"
-            bridge = os.path.basename(os.readlink(master)) if master.exists() else None
-            links.append(HostLink(dev.name, ifindex, bridge))
-        return links
+    def ip_addr(self) -> CommandResult:
+        return run(["ip", "-j", "addr", "show"])
 
     def ss(self) -> CommandResult:
         return run(["ss", "-Hltnp"])
-
-    def ip_addr(self) -> CommandResult:
-        return run(["ip", "-o", "addr"])
 
     def iptables_version(self) -> CommandResult:
         return run(["iptables", "--version"])
@@ -190,18 +142,13 @@ class LiveSources:
     def nft_nat(self) -> CommandResult:
         return run(["nft", "list", "table", "ip", "nat"])
 
-    def pulumi_outputs(self, stack: str) -> CommandResult | None:
-        if shutil.which("pulumi") is None:
-            return None
-        return run(["pulumi", "stack", "output", "--json", "--stack", stack], cwd=project_dir())
-
     # -- the one request -----------------------------------------------------------------------
 
-    def http_get(self, ip: str, port: int, path: str = "/") -> HttpResult:
+    def http_get(self, ip: str, port: int) -> HttpResult:
         started = time.perf_counter()
         conn = http.client.HTTPConnection(ip, port, timeout=HTTP_TIMEOUT_S)
         try:
-            conn.request("GET", path, headers={"Connection": "close"})
+            conn.request("GET", "/", headers={"Connection": "close"})
             resp = conn.getresponse()
             body = resp.read().decode(errors="replace")
             return HttpResult(resp.status, body, _ms_since(started))

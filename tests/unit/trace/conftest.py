@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.trace.trace_fixtures import LOOPBACK_ONLY, REAL, FixtureSources, dev_outputs
+from tests.unit.trace.trace_fixtures import LOOPBACK_ONLY, REAL, FixtureSources
 
 
 @pytest.fixture
 def dev_sources() -> FixtureSources:
-    """The real dev stack, with its outputs from `pulumi stack output`, as `make trace` runs."""
-    return FixtureSources(REAL, outputs=dev_outputs())
-
-
-@pytest.fixture
-def dev_labels_sources() -> FixtureSources:
-    """The real dev stack without the pulumi CLI: the trace rebuilds the outputs from Docker."""
+    """The real dev stack, found by its Docker labels, as `make trace` runs."""
     return FixtureSources(REAL)
 
 

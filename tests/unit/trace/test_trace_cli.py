@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import shutil
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from packet_trace import cli
-from tests.unit.trace.trace_fixtures import REAL, FixtureSources, dev_outputs
+from tests.unit.trace.trace_fixtures import REAL, FixtureSources
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -28,10 +27,10 @@ def _run(
 
 
 def test_complete_trace_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
-    sources = FixtureSources(REAL, outputs=dev_outputs())
+    sources = FixtureSources(REAL)
     code, out, _ = _run(capsys, ["--stack", "dev"], sources)
     assert code == cli.EXIT_OK == 0
-    assert out.startswith("Packet trace of stack 'dev' (facts from pulumi)")
+    assert out.startswith("Packet trace of stack 'dev' (facts from docker-labels)")
     assert "   DNAT packet counter: 1 before, 2 after (+1)" in out.splitlines()
     assert "5. Summary" in out
     assert sources.requests == [("172.13.0.1", 8090)]
@@ -47,7 +46,7 @@ def test_stack_defaults_to_c2c_stack_env(
 
 
 def test_json_flag_prints_one_document(capsys: pytest.CaptureFixture[str]) -> None:
-    sources = FixtureSources(REAL, outputs=dev_outputs())
+    sources = FixtureSources(REAL)
     code, out, err = _run(capsys, ["--stack", "dev", "--json"], sources)
     assert code == cli.EXIT_OK
     assert err == ""
@@ -63,7 +62,7 @@ def test_json_flag_prints_one_document(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_json_of_a_partial_trace_lists_the_problems(capsys: pytest.CaptureFixture[str]) -> None:
-    sources = FixtureSources(REAL, root=False, outputs=dev_outputs())
+    sources = FixtureSources(REAL, root=False)
     code, out, _ = _run(capsys, ["--stack", "dev", "--json"], sources)
     assert code == cli.EXIT_PARTIAL == 1
     data = json.loads(out)
@@ -74,7 +73,7 @@ def test_json_of_a_partial_trace_lists_the_problems(capsys: pytest.CaptureFixtur
 
 
 def test_json_with_no_request(capsys: pytest.CaptureFixture[str]) -> None:
-    sources = FixtureSources(REAL, outputs=dev_outputs())
+    sources = FixtureSources(REAL)
     code, out, _ = _run(capsys, ["--stack", "dev", "--json", "--no-request"], sources)
     assert code == cli.EXIT_OK
     assert sources.requests == []
@@ -91,7 +90,7 @@ def test_json_with_no_request(capsys: pytest.CaptureFixture[str]) -> None:
 def test_partial_traces_exit_1(
     capsys: pytest.CaptureFixture[str], root: bool, no_rule: bool, refuse: bool
 ) -> None:
-    sources = FixtureSources(REAL, root=root, no_rule=no_rule, refuse=refuse, outputs=dev_outputs())
+    sources = FixtureSources(REAL, root=root, no_rule=no_rule, refuse=refuse)
     code, out, _ = _run(capsys, ["--stack", "dev"], sources)
     assert code == cli.EXIT_PARTIAL
     assert "Problems (what could not be read, and what to do):" in out
@@ -104,11 +103,11 @@ def test_not_deployed_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
     assert "make up" in out
 
 
-def test_outputs_of_a_destroyed_stack_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
-    sources = FixtureSources(REAL, outputs=dev_outputs(networkName="c2c-gone-net"))
+def test_a_destroyed_stack_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    sources = FixtureSources(REAL)
     code, out, _ = _run(capsys, ["--stack", "gone"], sources)
     assert code == cli.EXIT_NOT_DEPLOYED
-    assert "Docker has no network c2c-gone-net" in out
+    assert "Docker has no network labelled c2c.stack=gone" in out
     assert sources.requests == []
 
 
@@ -128,48 +127,12 @@ def test_foreign_address_is_a_usage_error(capsys: pytest.CaptureFixture[str], vi
     assert f"error: {via} is not an address of this host" in err
 
 
-def test_unreadable_outputs_file_is_a_usage_error(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    sources = FixtureSources(REAL)
-    code, _, err = _run(capsys, ["--outputs", str(tmp_path / "missing.json")], sources)
-    assert code == cli.EXIT_USAGE
-    assert "cannot read --outputs" in err
-    assert sources.requests == []
-
-
-def test_outputs_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    path = tmp_path / "outputs.json"
-    path.write_text(dev_outputs())
-    code, out, _ = _run(
-        capsys, ["--stack", "dev", "--outputs", str(path), "--json"], FixtureSources(REAL)
-    )
-    assert code == cli.EXIT_OK
-    assert json.loads(out)["outputs"]["source"] == "file"
-
-
-def test_outputs_from_stdin(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sys, "stdin", io.StringIO(dev_outputs()))
-    code, out, _ = _run(
-        capsys, ["--stack", "dev", "--outputs", "-", "--json"], FixtureSources(REAL)
-    )
-    assert code == cli.EXIT_OK
-    assert json.loads(out)["outputs"]["source"] == "file"
-
-
-def test_invalid_outputs_fall_back_to_docker_and_say_so(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sys, "stdin", io.StringIO("{}"))
-    code, out, _ = _run(
-        capsys, ["--stack", "dev", "--outputs", "-", "--json"], FixtureSources(REAL)
-    )
-    assert code == cli.EXIT_PARTIAL
-    data = json.loads(out)
-    assert data["outputs"]["source"] == "docker-labels"
-    assert [p["code"] for p in data["problems"]] == ["outputs-invalid"]
+def test_there_is_no_outputs_option(capsys: pytest.CaptureFixture[str]) -> None:
+    # The stack is found through its Docker labels alone.
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--stack", "dev", "--outputs", "-"], sources=FixtureSources(REAL))
+    assert exited.value.code == cli.EXIT_USAGE
+    assert "unrecognized arguments: --outputs" in capsys.readouterr().err
 
 
 # -- --help and the documented exit codes ---------------------------------------------------------
@@ -180,6 +143,7 @@ def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> No
         cli.main(["--help"])
     assert exited.value.code == 0
     help_text = " ".join(capsys.readouterr().out.split())
+    assert "--outputs" not in help_text
     for fragment in (
         "--stack STACK",
         "--json",
@@ -246,7 +210,7 @@ def test_docs_table_lists_every_exit_code() -> None:
 def test_diagram_subcommand_anywhere(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     pytest.importorskip("graphviz")
     out = tmp_path / "topo"
-    sources = FixtureSources(REAL, outputs=dev_outputs())
+    sources = FixtureSources(REAL)
     code, stdout, _ = _run(capsys, ["--stack", "dev", "diagram", "--out", str(out)], sources)
     assert code == cli.EXIT_OK
     assert stdout.splitlines() == [f"wrote {out}.svg", f"wrote {out}.png"]

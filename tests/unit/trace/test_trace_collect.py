@@ -3,21 +3,15 @@ counters it sees move, and what it reports when it cannot read something."""
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
-from packet_trace import analyze
+from packet_trace import analyze, render
 from packet_trace.collect import UsageError, collect
 from packet_trace.model import Listener, NatRule, Problem, Trace
-from packet_trace.parse import LocalAddress, parse_ip_addr, parse_iptables_save
-from tests.unit.trace.trace_fixtures import (
-    DEV_OUTPUTS,
-    REAL,
-    REFUSED,
-    REPLAY_MS,
-    FixtureSources,
-    dev_outputs,
-    read,
-)
+from packet_trace.parse import Link, parse_ip_addr, parse_iptables_save
+from tests.unit.trace.trace_fixtures import REAL, REFUSED, REPLAY_MS, FixtureSources, read
 
 DEV_DNAT = (
     "-A DOCKER ! -i br-f1322933b9af -p tcp -m tcp --dport 8090 "
@@ -72,10 +66,9 @@ def test_dev_request_goes_to_the_gateway_and_moves_the_dnat_counter(
     assert trace.notes == []
 
 
-def test_dev_outputs_come_from_pulumi(dev_sources: FixtureSources) -> None:
+def test_dev_outputs_come_from_the_labelled_docker_objects(dev_sources: FixtureSources) -> None:
     out = collect(dev_sources, "dev").outputs
     assert out is not None
-    assert out.source == "pulumi"
     assert (out.host_port, out.external_ip, out.gateway) == (8090, "172.13.0.3", "172.13.0.1")
 
 
@@ -124,13 +117,10 @@ def test_dev_services_hop(dev_sources: FixtureSources) -> None:
     assert (svc.total_ms, svc.upstream_ms) == (REPLAY_MS, 1.577)
 
 
-def test_outputs_rebuilt_from_docker_equal_the_dev_outputs(
-    dev_labels_sources: FixtureSources,
-) -> None:
-    trace = collect(dev_labels_sources, "dev")
+def test_outputs_rebuilt_from_docker_equal_the_dev_outputs(dev_sources: FixtureSources) -> None:
+    trace = collect(dev_sources, "dev")
     out = trace.outputs
     assert out is not None
-    assert out.source == "docker-labels"
     assert {
         "endpoint": out.endpoint,
         "internalIp": out.internal_ip,
@@ -139,16 +129,24 @@ def test_outputs_rebuilt_from_docker_equal_the_dev_outputs(
         "gateway": out.gateway,
         "networkName": out.network_name,
         "internalUrl": out.internal_url,
-    } == DEV_OUTPUTS
-    assert any("pulumi CLI not on PATH" in n for n in trace.notes)
-    assert dev_labels_sources.requests == [("172.13.0.1", 8090)]
+    } == {  # `pulumi stack output --json` of the dev stack, the keys the trace reads
+        "endpoint": "http://localhost:8090",
+        "internalIp": "172.13.0.2",
+        "externalIp": "172.13.0.3",
+        "subnet": "172.13.0.0/16",
+        "gateway": "172.13.0.1",
+        "networkName": "c2c-dev-net",
+        "internalUrl": "http://172.13.0.2:8080",
+    }
+    assert trace.notes == []
+    assert dev_sources.requests == [("172.13.0.1", 8090)]
 
 
 # -- --via and --no-request ----------------------------------------------------------------------
 
 
 def test_via_loopback_takes_the_docker_proxy_path_and_no_counter_moves() -> None:
-    sources = FixtureSources(REAL, outputs=dev_outputs())
+    sources = FixtureSources(REAL)
     trace = collect(sources, "dev", via="loopback")
     assert sources.requests == [("127.0.0.1", 8090)]
     assert_docker_proxy_path(trace, "docker-proxy accepts it on 127.0.0.1", "172.13.0.1")
@@ -157,7 +155,7 @@ def test_via_loopback_takes_the_docker_proxy_path_and_no_counter_moves() -> None
 
 
 def test_via_gateway_is_what_auto_picks() -> None:
-    sources = FixtureSources(REAL, outputs=dev_outputs())
+    sources = FixtureSources(REAL)
     trace = collect(sources, "dev", via="gateway")
     assert sources.requests == [("172.13.0.1", 8090)]
     assert trace.nat is not None
@@ -167,7 +165,7 @@ def test_via_gateway_is_what_auto_picks() -> None:
 @pytest.mark.parametrize("via", ["198.51.100.7", "172.13.0.3", "172.13.0.2"])
 def test_via_an_address_not_of_this_host_is_refused_before_any_traffic(via: str) -> None:
     # The containers' own IPs are not this host's: the trace never sends to them.
-    sources = FixtureSources(REAL, outputs=dev_outputs())
+    sources = FixtureSources(REAL)
     with pytest.raises(UsageError, match=f"{via} is not an address of this host"):
         collect(sources, "dev", via=via)
     assert sources.requests == []
@@ -188,46 +186,45 @@ def test_no_request_sends_nothing(dev_sources: FixtureSources) -> None:
 # -- the stack is not there ----------------------------------------------------------------------
 
 
-def test_outputs_naming_a_missing_network_mean_not_deployed() -> None:
-    sources = FixtureSources(REAL, outputs=dev_outputs(networkName="c2c-prod-net"))
+def test_a_stack_without_a_labelled_network_is_not_deployed() -> None:
+    sources = FixtureSources(REAL)
     trace = collect(sources, "prod")
     assert codes(trace.problems) == {"stack-not-deployed"}
     msg = next(p for p in trace.problems if p.code == "stack-not-deployed")
-    assert "Docker has no network c2c-prod-net (stacks found on this Docker: dev)" in msg.message
+    assert (
+        "Docker has no network labelled c2c.stack=prod (stacks found on this Docker: dev)"
+        in msg.message
+    )
     assert "pulumi up --stack prod" in msg.remedy
     # Never knock on a port that Docker says the stack does not hold.
     assert sources.requests == []
-    assert any("no request sent" in n for n in trace.notes)
+    assert trace.outputs is None
 
 
-def test_unknown_stack_without_outputs_is_not_deployed(dev_labels_sources: FixtureSources) -> None:
-    trace = collect(dev_labels_sources, "nosuch")
+def test_unknown_stack_is_not_deployed(dev_sources: FixtureSources) -> None:
+    trace = collect(dev_sources, "nosuch")
     assert trace.outputs is None
     assert codes(trace.problems) == {"stack-not-deployed"}
-    assert dev_labels_sources.requests == []
-    assert trace.summary.startswith("Nothing to trace: stack nosuch has no outputs")
+    assert dev_sources.requests == []
+    assert render.summarize(trace).startswith(
+        "Nothing to trace: stack nosuch has no running network and containers labelled for it"
+    )
 
 
-def test_docker_unreachable_with_outputs_still_reads_the_host() -> None:
-    sources = FixtureSources(REAL, docker_up=False)
-    trace = collect(sources, "dev", outputs_text=dev_outputs())
-    assert codes(trace.problems) == {"docker-unreachable"}
-    assert trace.outputs is not None
-    assert trace.outputs.source == "file"
-    # Without Docker the container port is unknown, yet the DNAT rule is found by host port + IP.
-    assert trace.nat is not None
-    assert [r.spec for r in trace.nat.dnat_rules] == [DEV_DNAT]
-    assert trace.nat.dnat_moved_by == 1
-    assert trace.host_port is not None
-    assert (trace.host_port.bind_ip, trace.host_port.container_port) == (None, None)
-    assert trace.bridge is None
-    assert sources.requests == [("172.13.0.1", 8090)]
-
-
-def test_docker_unreachable_without_outputs() -> None:
+def test_docker_unreachable_sends_nothing() -> None:
     sources = FixtureSources(REAL, docker_up=False)
     trace = collect(sources, "dev")
     assert codes(trace.problems) == {"docker-unreachable"}
+    assert trace.outputs is None
+    assert sources.requests == []
+    assert render.summarize(trace).startswith("Nothing to trace: Docker could not be reached")
+
+
+def test_missing_container_is_reported_by_its_service_label() -> None:
+    sources = FixtureSources(REAL, removed=frozenset({"c2c-dev-internal"}))
+    trace = collect(sources, "dev")
+    assert codes(trace.problems) == {"container-missing"}
+    assert trace.problems[0].message == "no container labelled c2c.service=internal in stack dev"
     assert trace.outputs is None
     assert sources.requests == []
 
@@ -236,7 +233,7 @@ def test_docker_unreachable_without_outputs() -> None:
 
 
 def test_no_privilege_reports_nat_and_process_and_still_traces() -> None:
-    sources = FixtureSources(REAL, root=False, outputs=dev_outputs())
+    sources = FixtureSources(REAL, root=False)
     trace = collect(sources, "dev")
     assert codes(trace.problems) == {"nat-permission", "ss-no-process"}
     nat_problem = next(p for p in trace.problems if p.code == "nat-permission")
@@ -258,14 +255,14 @@ def test_no_privilege_reports_nat_and_process_and_still_traces() -> None:
 
 
 def test_no_privilege_and_no_iptables_save_reports_nft_refusal() -> None:
-    sources = FixtureSources(REAL, root=False, iptables_save=False, outputs=dev_outputs())
+    sources = FixtureSources(REAL, root=False, iptables_save=False)
     trace = collect(sources, "dev")
     nat_problem = next(p for p in trace.problems if p.code == "nat-permission")
     assert "`nft list table ip nat` says: Operation not permitted" in nat_problem.message
 
 
 def test_without_iptables_save_the_nft_listing_is_used() -> None:
-    sources = FixtureSources(REAL, iptables_save=False, outputs=dev_outputs())
+    sources = FixtureSources(REAL, iptables_save=False)
     trace = collect(sources, "dev")
     assert trace.nat is not None
     assert (trace.nat.backend, trace.nat.command) == ("nft", "nft list table ip nat")
@@ -279,7 +276,7 @@ def test_without_iptables_save_the_nft_listing_is_used() -> None:
 
 
 def test_no_rule_case() -> None:
-    sources = FixtureSources(REAL, no_rule=True, outputs=dev_outputs())
+    sources = FixtureSources(REAL, no_rule=True)
     trace = collect(sources, "dev")
     assert codes(trace.problems) == {"no-dnat-rule", "request-failed"}
     no_rule = next(p for p in trace.problems if p.code == "no-dnat-rule")
@@ -297,9 +294,7 @@ def test_no_rule_case() -> None:
 
 
 def test_no_rule_with_external_stopped_sends_nothing() -> None:
-    sources = FixtureSources(
-        REAL, no_rule=True, stopped=frozenset({"c2c-dev-external"}), outputs=dev_outputs()
-    )
+    sources = FixtureSources(REAL, no_rule=True, stopped=frozenset({"c2c-dev-external"}))
     trace = collect(sources, "dev")
     assert codes(trace.problems) == {"container-stopped", "no-dnat-rule"}
     stopped = next(p for p in trace.problems if p.code == "container-stopped")
@@ -314,7 +309,7 @@ def test_no_rule_with_external_stopped_sends_nothing() -> None:
 def test_refused_request_still_shows_the_dnat_counter_move() -> None:
     """As in a `make trace` run right after capture.sh restarted external: the SYN passed the
     DNAT rule (counter +1) and the container, not listening yet, refused it."""
-    sources = FixtureSources(REAL, refuse=True, outputs=dev_outputs())
+    sources = FixtureSources(REAL, refuse=True)
     trace = collect(sources, "dev")
     assert codes(trace.problems) == {"request-failed"}
     assert trace.nat is not None
@@ -375,7 +370,7 @@ def test_auto_prefers_loopback_when_it_passes_dnat() -> None:
 def test_auto_on_the_dev_rules_picks_the_gateway() -> None:
     rules = parse_iptables_save(read(REAL, "nat-before.txt"))
     dnat = analyze.dnat_rules_for(rules, 8090, "172.13.0.3", 8081)
-    addrs = parse_ip_addr(read(REAL, "ip-addr.txt"))
+    addrs = parse_ip_addr(read(REAL, "ip-addr.json"))
     choice = analyze.choose_target(
         "auto", 8090, rules, dnat, [], addrs, "172.13.0.1", "br-f1322933b9af"
     )
@@ -388,7 +383,7 @@ def test_auto_on_the_dev_rules_picks_the_gateway() -> None:
 def test_auto_falls_back_to_loopback_when_the_gateway_is_not_local() -> None:
     rules = parse_iptables_save(read(REAL, "nat-before.txt"))
     dnat = analyze.dnat_rules_for(rules, 8090, "172.13.0.3", 8081)
-    addrs = [LocalAddress("eth0", "192.0.2.2", 24, "global")]
+    addrs = [Link(4, "eth0", None, (ipaddress.IPv4Interface("192.0.2.2/24"),))]
     proxy = [Listener("0.0.0.0", 8090, "docker-proxy", 1992)]
     choice = analyze.choose_target("auto", 8090, rules, dnat, proxy, addrs, "172.13.0.1", "br-x")
     assert (choice.ip, choice.path_kind) == ("127.0.0.1", "docker-proxy")

@@ -11,7 +11,7 @@ import pytest
 
 from packet_trace import diagram
 from packet_trace.collect import collect
-from tests.unit.trace.trace_fixtures import REAL, FixtureSources, dev_outputs
+from tests.unit.trace.trace_fixtures import REAL, FixtureSources
 
 
 def test_graph_carries_the_live_facts(dev_sources: FixtureSources) -> None:
@@ -39,7 +39,7 @@ def test_traced_path_is_the_numbered_one(dev_sources: FixtureSources) -> None:
     assert "1. to 172.13.0.1:8090" in dnat
     assert '"2. DNAT to 172.13.0.3:8081' in dnat
     assert "1. to 127.0.0.1:8090" not in dnat
-    proxy_sources = FixtureSources(REAL, outputs=dev_outputs())
+    proxy_sources = FixtureSources(REAL)
     proxy = diagram.build(collect(proxy_sources, "dev", via="loopback")).source
     assert '"1. to 127.0.0.1:8090"' in proxy
     assert '"2. new connection"' in proxy
@@ -47,13 +47,13 @@ def test_traced_path_is_the_numbered_one(dev_sources: FixtureSources) -> None:
 
 
 def test_unreadable_nat_table_is_drawn_as_such() -> None:
-    trace = collect(FixtureSources(REAL, root=False, outputs=dev_outputs()), "dev")
+    trace = collect(FixtureSources(REAL, root=False), "dev")
     assert "nat table (not readable: run as root)" in diagram.build(trace).source
 
 
-def test_nothing_to_draw_without_outputs(dev_labels_sources: FixtureSources) -> None:
+def test_nothing_to_draw_without_outputs(dev_sources: FixtureSources) -> None:
     with pytest.raises(ValueError, match="nothing to draw"):
-        diagram.build(collect(dev_labels_sources, "nosuch"))
+        diagram.build(collect(dev_sources, "nosuch"))
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot not installed")

@@ -11,13 +11,9 @@ from packet_trace import analyze
 from packet_trace.model import NatRule
 from packet_trace.parse import (
     ContainerLink,
-    HostLink,
     ParseError,
     classify_command_error,
-    network_labels,
     parse_container_inspect,
-    parse_container_links,
-    parse_host_links,
     parse_ip_addr,
     parse_iptables_save,
     parse_iptables_version,
@@ -25,10 +21,9 @@ from packet_trace.parse import (
     parse_nft_table,
     parse_service_response,
     parse_ss_listeners,
-    parse_stack_outputs,
-    ss_shows_processes,
+    parse_sysfs_link,
 )
-from tests.unit.trace.trace_fixtures import DEV_OUTPUTS, LOOPBACK_ONLY, REAL, dev_outputs, read
+from tests.unit.trace.trace_fixtures import LOOPBACK_ONLY, REAL, read
 
 DEV_DNAT = (
     "-A DOCKER ! -i br-f1322933b9af -p tcp -m tcp --dport 8090 "
@@ -231,6 +226,19 @@ def test_nft_dev_rules_and_counters() -> None:
     assert sorted(r.chain for r in rules if r.target == "MASQUERADE") == ["POSTROUTING"] * 3
 
 
+def test_nft_json_hides_the_dnat_target_of_iptables_nft_rules() -> None:
+    """Why the nft parser reads text: on the same rules, `nft -j` prints Docker's DNAT (written
+    through iptables-nft) as an opaque xt target, without --to-destination."""
+    listing = json.loads(read(REAL, "nft-nat.json"))["nftables"]
+    docker_rules = [
+        x["rule"]["expr"] for x in listing if x.get("rule", {}).get("chain") == "DOCKER"
+    ]
+    dnat = docker_rules[-1]
+    assert dnat[-1] == {"xt": {"type": "target", "name": "DNAT"}}
+    assert "172.13.0.3" not in json.dumps(dnat)
+    assert "dnat to 172.13.0.3:8081" in read(REAL, "nft-nat.txt")
+
+
 def test_nft_ignores_other_tables() -> None:
     text = "table ip filter {\n\tchain DOCKER {\n\t\tcounter packets 1 bytes 2 drop\n\t}\n}\n"
     assert parse_nft_table(text) == []
@@ -241,7 +249,6 @@ def test_nft_ignores_other_tables() -> None:
 
 def test_ss_with_privilege_names_docker_proxy() -> None:
     text = read(REAL, "ss-listen.txt")
-    assert ss_shows_processes(text)
     assert [(x.local_address, x.port, x.process, x.pid) for x in parse_ss_listeners(text)] == [
         ("0.0.0.0", 8090, "docker-proxy", 1992),
         ("0.0.0.0", 2024, None, None),
@@ -257,7 +264,7 @@ def test_ss_loopback_only_listener() -> None:
 
 def test_ss_without_privilege_hides_process() -> None:
     text = read(REAL, "ss-listen-noperm.txt")
-    assert not ss_shows_processes(text)
+    assert all(x.process is None for x in parse_ss_listeners(text))
     listeners = [x for x in parse_ss_listeners(text) if x.port == 8090]
     assert [(x.local_address, x.process, x.pid) for x in listeners] == [("0.0.0.0", None, None)]
 
@@ -293,7 +300,7 @@ def test_network_inspect_bridge_facts() -> None:
         ("c2c-dev-external", "172.13.0.3", "02:42:ac:0d:00:03"),
     ]
     assert not hop.interface_present  # known only once the host's links are read
-    assert network_labels(read(REAL, "network-inspect.json")) == {
+    assert json.loads(read(REAL, "network-inspect.json"))[0]["Labels"] == {
         "c2c.project": "c2c",
         "c2c.stack": "dev",
     }
@@ -352,27 +359,49 @@ def test_container_inspect_empty_host_ip_means_every_address() -> None:
     assert parse_container_inspect(doc).port_bindings[0].host_ip == "0.0.0.0"
 
 
+def test_container_inspect_of_a_stopped_container_keeps_its_static_ip() -> None:
+    doc = json.loads(read(REAL, "containers-inspect.json"))[1]
+    doc["NetworkSettings"]["Networks"]["c2c-dev-net"]["IPAddress"] = ""
+    assert parse_container_inspect(doc).networks["c2c-dev-net"][0] == "172.13.0.3"
+
+
 # -- links and addresses -------------------------------------------------------------------------
 
 
-def test_host_and_container_links() -> None:
-    hosts = parse_host_links(read(REAL, "host-links.txt"))
-    assert len(hosts) == 8
-    assert HostLink("br-f1322933b9af", 121, None) in hosts
-    assert [h for h in hosts if h.master] == [
-        HostLink("veth6210463", 125, "br-f1322933b9af"),
-        HostLink("veth96e917c", 123, "br-f1322933b9af"),
+def test_host_links_from_netlink() -> None:
+    hosts = parse_ip_addr(read(REAL, "ip-addr.json"))
+    assert [(h.ifindex, h.name, h.master) for h in hosts] == [
+        (1, "lo", None),
+        (2, "ifb0", None),
+        (3, "ifb1", None),
+        (4, "eth0", None),
+        (61, "docker0", None),
+        (121, "br-f1322933b9af", None),
+        (123, "veth96e917c", "br-f1322933b9af"),
+        (125, "veth6210463", "br-f1322933b9af"),
     ]
-    assert parse_container_links(read(REAL, "container-links.txt")) == [
-        ContainerLink("c2c-dev-internal", "eth0", 123, "02:42:ac:0d:00:02"),
-        ContainerLink("c2c-dev-external", "eth0", 125, "02:42:ac:0d:00:03"),
-    ]
+
+
+def test_container_links_from_sysfs() -> None:
+    assert [
+        parse_sysfs_link(read(REAL, f"exec-{name}-eth0.txt"))
+        for name in ("c2c-dev-internal", "c2c-dev-external")
+    ] == [(123, "02:42:ac:0d:00:02"), (125, "02:42:ac:0d:00:03")]
+
+
+def test_sysfs_link_rejects_what_is_not_iflink_and_mac() -> None:
+    assert parse_sysfs_link("125\n02:42:AC:0D:00:03\n") == (125, "02:42:ac:0d:00:03")
+    assert parse_sysfs_link("") is None
+    assert parse_sysfs_link("cat: /sys/class/net/eth1/iflink: No such file or directory") is None
 
 
 def test_veths_are_matched_through_iflink() -> None:
     bridge = parse_network_inspect(read(REAL, "network-inspect.json"))
-    hosts = parse_host_links(read(REAL, "host-links.txt"))
-    conts = parse_container_links(read(REAL, "container-links.txt"))
+    hosts = parse_ip_addr(read(REAL, "ip-addr.json"))
+    conts = [
+        ContainerLink("c2c-dev-internal", "eth0", 123, "02:42:ac:0d:00:02"),
+        ContainerLink("c2c-dev-external", "eth0", 125, "02:42:ac:0d:00:03"),
+    ]
     joined = analyze.attach_veths(bridge, hosts, conts)
     assert joined.interface_present
     assert [
@@ -386,40 +415,25 @@ def test_veths_are_matched_through_iflink() -> None:
 
 def test_veth_is_not_guessed_when_the_mac_differs() -> None:
     bridge = parse_network_inspect(read(REAL, "network-inspect.json"))
-    hosts = parse_host_links(read(REAL, "host-links.txt"))
+    hosts = parse_ip_addr(read(REAL, "ip-addr.json"))
     wrong = [ContainerLink("c2c-dev-external", "eth0", 125, "02:42:ac:0d:00:99")]
     joined = analyze.attach_veths(bridge, hosts, wrong)
     assert [e.host_veth for e in joined.endpoints] == [None, None]
 
 
-def test_ip_addr_lists_ipv4_with_scope() -> None:
-    addrs = parse_ip_addr(read(REAL, "ip-addr.txt"))
-    assert [(a.ifname, a.address, a.prefixlen, a.scope) for a in addrs] == [
-        ("lo", "127.0.0.1", 8, "host"),
-        ("eth0", "192.0.2.2", 24, "global"),
-        ("docker0", "172.17.0.1", 16, "global"),
-        ("br-f1322933b9af", "172.13.0.1", 16, "global"),
+def test_ip_addr_lists_ipv4_only() -> None:
+    links = parse_ip_addr(read(REAL, "ip-addr.json"))
+    assert [(link.name, [str(a) for a in link.ipv4]) for link in links if link.ipv4] == [
+        ("lo", ["127.0.0.1/8"]),
+        ("eth0", ["192.0.2.2/24"]),  # its inet6 addresses are left out
+        ("docker0", ["172.17.0.1/16"]),
+        ("br-f1322933b9af", ["172.13.0.1/16"]),
     ]
-
-
-# -- outputs and service JSON --------------------------------------------------------------------
-
-
-def test_stack_outputs_and_host_port() -> None:
-    out = parse_stack_outputs(dev_outputs(), "dev", "pulumi")
-    assert out.host_port == 8090
-    assert (out.network_name, out.gateway, out.source) == ("c2c-dev-net", "172.13.0.1", "pulumi")
-    assert parse_stack_outputs(dev_outputs(endpoint="http://127.0.0.1"), "dev", "x").host_port == 80
-
-
-def test_stack_outputs_missing_key_is_named() -> None:
-    partial = {k: v for k, v in DEV_OUTPUTS.items() if k != "networkName"}
-    with pytest.raises(ParseError, match="networkName"):
-        parse_stack_outputs(json.dumps(partial), "dev", "file")
-    with pytest.raises(ParseError, match="lack"):
-        parse_stack_outputs("{}", "dev", "pulumi")  # what Pulumi prints before the first `up`
     with pytest.raises(ParseError, match="not JSON"):
-        parse_stack_outputs("Error: no stack named 'dev' found", "dev", "pulumi")
+        parse_ip_addr("1: lo    inet 127.0.0.1/8 scope host lo")  # `ip -o addr`, not -j
+
+
+# -- service JSON --------------------------------------------------------------------------------
 
 
 def test_service_responses_of_the_dev_stack() -> None:

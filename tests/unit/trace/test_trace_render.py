@@ -18,7 +18,7 @@ from packet_trace.model import (
     Trace,
     TracedRequest,
 )
-from tests.unit.trace.trace_fixtures import REAL, FixtureSources, dev_outputs
+from tests.unit.trace.trace_fixtures import REAL, FixtureSources
 
 HEADINGS = (
     "1. Client -> host port",
@@ -34,7 +34,7 @@ DEV_DNAT = (
 
 
 def _dev_text(*, root: bool = True, no_rule: bool = False, refuse: bool = False) -> str:
-    sources = FixtureSources(REAL, root=root, no_rule=no_rule, refuse=refuse, outputs=dev_outputs())
+    sources = FixtureSources(REAL, root=root, no_rule=no_rule, refuse=refuse)
     return render.render_text(collect(sources, "dev"))
 
 
@@ -43,7 +43,7 @@ def test_report_has_all_five_parts_in_order(dev_sources: FixtureSources) -> None
     positions = [text.index(h) for h in HEADINGS]
     assert positions == sorted(positions)
     assert text.startswith(
-        "Packet trace of stack 'dev' (facts from pulumi): endpoint http://localhost:8090\n"
+        "Packet trace of stack 'dev' (facts from docker-labels): endpoint http://localhost:8090\n"
     )
     assert "Problems" not in text
     assert "Notes" not in text
@@ -104,7 +104,7 @@ def test_part_4_url_client_ips_and_times(dev_sources: FixtureSources) -> None:
 
 
 def test_part_5_summary_of_the_dnat_path(dev_sources: FixtureSources) -> None:
-    s = collect(dev_sources, "dev").summary
+    s = render.summarize(collect(dev_sources, "dev"))
     for fact in (
         "A request from this host to 172.13.0.1:8090 passed the nat table's OUTPUT chain",
         f"`{DEV_DNAT}` rewrote its destination to 172.13.0.3:8081",
@@ -120,9 +120,9 @@ def test_part_5_summary_of_the_dnat_path(dev_sources: FixtureSources) -> None:
 
 
 def test_summary_of_the_docker_proxy_path() -> None:
-    sources = FixtureSources(REAL, outputs=dev_outputs())
+    sources = FixtureSources(REAL)
     trace = collect(sources, "dev", via="loopback")
-    s = trace.summary
+    s = render.summarize(trace)
     assert s.startswith(
         "A request to 127.0.0.1:8090 was accepted on the host by docker-proxy (pid 1992) on "
         "0.0.0.0:8090; loopback traffic skips the nat table's DOCKER chain, so the DNAT rule to "
@@ -130,7 +130,7 @@ def test_summary_of_the_docker_proxy_path() -> None:
     )
     assert "from 172.13.0.1 — the host's own address on the bridge" in s
     assert "of which 2.4 ms was external waiting for internal" in s
-    explanation = trace.nat.explanation  # type: ignore[union-attr]
+    explanation = render.explain_nat(trace)
     assert "never meets the DNAT rule (no nat counter moved)" in explanation
     assert "docker-proxy (pid 1992) on 0.0.0.0:8090 accepted the connection" in explanation
     # The port is published on every address: no loopback-only remark.
@@ -142,10 +142,10 @@ def test_summary_of_the_docker_proxy_path() -> None:
 
 def test_loopback_only_port_is_explained(loopback_only_sources: FixtureSources) -> None:
     trace = collect(loopback_only_sources, "tracefixture")
-    explanation = trace.nat.explanation  # type: ignore[union-attr]
+    explanation = render.explain_nat(trace)
     assert "This DNAT rule matches only destination 127.0.0.1/32" in explanation
     assert "no request from this host can move its counter" in explanation
-    assert "did not count it (+0)" in trace.summary
+    assert "did not count it (+0)" in render.summarize(trace)
     text = render.render_text(trace)
     assert "   listening socket: 127.0.0.1:18090  held by docker-proxy (pid 19428)" in text
 
@@ -200,7 +200,7 @@ def test_json_document_has_the_same_facts(dev_sources: FixtureSources) -> None:
     data = json.loads(render.render_json(collect(dev_sources, "dev")))
     assert data["stack"] == "dev"
     assert data["outputs"]["host_port"] == 8090
-    assert data["outputs"]["source"] == "pulumi"
+    assert data["outputs"]["endpoint"] == "http://localhost:8090"
     assert data["host_port"]["listeners"] == [
         {"local_address": "0.0.0.0", "port": 8090, "process": "docker-proxy", "pid": 1992}
     ]
@@ -219,7 +219,8 @@ def test_json_document_has_the_same_facts(dev_sources: FixtureSources) -> None:
     assert [e["host_veth"] for e in data["bridge"]["endpoints"]] == ["veth96e917c", "veth6210463"]
     assert data["services"]["internal_client_ip"] == "172.13.0.3"
     assert data["services"]["upstream_ms"] == 1.577
-    assert data["summary"] == collect(FixtureSources(REAL, outputs=dev_outputs()), "dev").summary
+    assert data["summary"] == render.summarize(collect(FixtureSources(REAL), "dev"))
+    assert data["nat"]["explanation"].startswith("The request was opened by this host")
     assert data["problems"] == []
 
 
@@ -249,14 +250,13 @@ def _proxy_off_trace() -> Trace:
     masq = "-A POSTROUTING -o br-abc -m addrtype --src-type LOCAL -j MASQUERADE"
     outputs = StackOutputs(
         "dev",
-        "http://localhost:8090",
+        8090,
         "172.13.0.2",
         "172.13.0.3",
         "172.13.0.0/16",
         "172.13.0.1",
         "c2c-dev-net",
         "http://172.13.0.2:8080",
-        "pulumi",
     )
     return Trace(
         stack="dev",

@@ -11,7 +11,13 @@ Fixture folders, each captured by fixtures/capture.sh on this project's Docker h
   standin-loopback/  a hand-made stand-in stack (c2c-tracefixture-net 10.213.0.0/24) with
                      external published on 127.0.0.1:18090 only, a case the dev stack's config
                      does not produce: the DNAT rule then matches `-d 127.0.0.1/32`. Only the
-                     files of that case are kept (no no-rule or no-privilege captures).
+                     files of that case are kept (no no-rule or no-privilege captures). Made
+                     before containers carried c2c.service: that label was added to its
+                     containers-inspect.json by hand.
+
+ip-addr.json and exec-*.txt (the netlink and container-side facts) were captured by
+fixtures/capture-netns.sh in network namespaces rebuilt with the same interface names, ifindexes,
+MACs and addresses as that host.
 
 Replay rules: the first nat-table read answers nat-before.txt, the second the nat-after-* file
 of wherever the request went. capture.sh does not record the request's duration, so a replayed
@@ -25,12 +31,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from packet_trace.parse import (
-    ContainerLink,
-    HostLink,
-    parse_container_links,
-    parse_host_links,
-)
 from packet_trace.sources import CommandResult, DockerUnavailable, HttpResult
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -38,23 +38,6 @@ REAL = "real-dev"
 LOOPBACK_ONLY = "standin-loopback"
 REPLAY_MS = 12.5
 REFUSED = "ConnectionRefusedError: [Errno 111] Connection refused"
-
-# The dev stack's outputs (`pulumi stack output --json`, the keys the trace reads). A test checks
-# they equal what the trace rebuilds from the real-dev Docker captures alone.
-DEV_OUTPUTS: dict[str, str] = {
-    "endpoint": "http://localhost:8090",
-    "internalIp": "172.13.0.2",
-    "externalIp": "172.13.0.3",
-    "subnet": "172.13.0.0/16",
-    "gateway": "172.13.0.1",
-    "networkName": "c2c-dev-net",
-    "internalUrl": "http://172.13.0.2:8080",
-}
-
-
-def dev_outputs(**changes: str) -> str:
-    """DEV_OUTPUTS as JSON, with some values changed."""
-    return json.dumps({**DEV_OUTPUTS, **changes})
 
 
 def read(scenario: str, name: str) -> str:
@@ -69,7 +52,8 @@ class FixtureSources:
       the nft listing was captured once, so it answers both before and after the request.
     no_rule: the nat table and ss captured while external was stopped; Docker still answers
       with the inspect taken while it ran unless `stopped` says otherwise.
-    stopped: container names whose inspect is replayed with State.Running false.
+    stopped: container names whose inspect is replayed as Docker shows a stopped container.
+    removed: container names Docker no longer lists.
     refuse: the request passes the nat table (its after-capture is used) but is refused, as a
       `make trace` run right after capture.sh restarted external was.
     """
@@ -82,18 +66,18 @@ class FixtureSources:
         iptables_save: bool = True,
         no_rule: bool = False,
         stopped: frozenset[str] = frozenset(),
+        removed: frozenset[str] = frozenset(),
         refuse: bool = False,
         docker_up: bool = True,
-        outputs: str | None = None,
     ) -> None:
         self.dir = FIXTURES / scenario
         self.root = root
         self.iptables_save = iptables_save
         self.no_rule = no_rule
         self.stopped = stopped
+        self.removed = removed
         self.refuse = refuse
         self.docker_up = docker_up
-        self.outputs = outputs
         self.requests: list[tuple[str, int]] = []
         self._nat_after = "nat-before.txt"
         self._nat_reads = 0
@@ -111,20 +95,9 @@ class FixtureSources:
             argv, rc, self._text(f"noperm-{stem}.stdout"), self._text(f"noperm-{stem}.stderr")
         )
 
-    # -- outputs and Docker --------------------------------------------------------------------
+    # -- Docker --------------------------------------------------------------------------------
 
-    def pulumi_outputs(self, stack: str) -> CommandResult | None:
-        if self.outputs is None:
-            return None
-        argv = ["pulumi", "stack", "output", "--json", "--stack", stack]
-        return CommandResult(argv, 0, self.outputs, "")
-
-    def network(self, name: str) -> dict[str, Any] | None:
-        self._docker()
-        net: dict[str, Any] = json.loads(self._text("network-inspect.json"))[0]
-        return net if net["Name"] == name else None
-
-    def networks_by_label(self, stack: str | None) -> list[dict[str, Any]]:
+    def networks(self, stack: str | None) -> list[dict[str, Any]]:
         self._docker()
         net: dict[str, Any] = json.loads(self._text("network-inspect.json"))[0]
         labels = net.get("Labels") or {}
@@ -132,26 +105,36 @@ class FixtureSources:
             return []
         return [net] if stack is None or labels.get("c2c.stack") == stack else []
 
-    def container(self, name: str) -> dict[str, Any] | None:
+    def containers(self, stack: str) -> list[dict[str, Any]]:
         self._docker()
+        found = []
         for doc in json.loads(self._text("containers-inspect.json")):
-            if doc["Name"].lstrip("/") == name:
-                found: dict[str, Any] = copy.deepcopy(doc)
-                if name in self.stopped:
-                    found["State"]["Running"] = False
-                    found["State"]["Status"] = "exited"
-                return found
-        return None
+            labels, name = doc["Config"]["Labels"], doc["Name"].lstrip("/")
+            if labels.get("c2c.stack") != stack or name in self.removed:
+                continue
+            doc = copy.deepcopy(doc)
+            if name in self.stopped:
+                # As Docker shows a stopped container: no IP; the static one stays in IPAMConfig.
+                doc["State"]["Running"] = False
+                doc["State"]["Status"] = "exited"
+                for net in doc["NetworkSettings"]["Networks"].values():
+                    net["IPAddress"] = net["MacAddress"] = ""
+            found.append(doc)
+        return found
 
-    def container_links(self, container: str, ifnames: list[str]) -> list[ContainerLink]:
+    def container_exec(self, container: str, argv: list[str]) -> CommandResult:
+        """Replays `cat /sys/class/net/IF/iflink /sys/class/net/IF/address` in a container."""
         self._docker()
-        links = parse_container_links(self._text("container-links.txt"))
-        return [c for c in links if c.container == container and c.ifname in ifnames]
+        ifname = argv[1].split("/")[4]
+        path = self.dir / f"exec-{container}-{ifname}.txt"
+        if not path.exists():
+            return CommandResult(argv, 1, "", f"cat: {argv[1]}: No such file or directory")
+        return CommandResult(argv, 0, path.read_text(), "")
 
     # -- host ----------------------------------------------------------------------------------
 
-    def host_links(self) -> list[HostLink]:
-        return parse_host_links(self._text("host-links.txt"))
+    def ip_addr(self) -> CommandResult:
+        return CommandResult(["ip", "-j", "addr", "show"], 0, self._text("ip-addr.json"), "")
 
     def ss(self) -> CommandResult:
         name = "ss-listen.txt"
@@ -160,9 +143,6 @@ class FixtureSources:
         elif self.no_rule:
             name = "ss-listen-no-rule.txt"
         return CommandResult(["ss", "-Hltnp"], 0, self._text(name), "")
-
-    def ip_addr(self) -> CommandResult:
-        return CommandResult(["ip", "-o", "addr"], 0, self._text("ip-addr.txt"), "")
 
     def iptables_version(self) -> CommandResult:
         return CommandResult(["iptables", "--version"], 0, self._text("iptables-version.txt"), "")
@@ -185,7 +165,7 @@ class FixtureSources:
             return self._noperm(argv, "nft")
         return CommandResult(argv, 0, self._text("nft-nat.txt"), "")
 
-    def http_get(self, ip: str, port: int, path: str = "/") -> HttpResult:
+    def http_get(self, ip: str, port: int) -> HttpResult:
         self.requests.append((ip, port))
         if self.no_rule:
             # external was stopped for this capture: nothing listens, no rule forwards.
