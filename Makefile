@@ -39,6 +39,14 @@ trace: venv ## Trace one request through the deployed stack, hop by hop
 diagram: venv ## Draw docs/topology.svg and .png from the deployed stack
 	scripts/run-with-toolchain.sh $(VPY) -m packet_trace diagram --stack $(STACK) --out docs/topology
 
+.PHONY: lab
+lab: ## Simulated hosts a, b (own netns + dockerd each) on 198.18.0.0/24, Swarm a->b (root)
+	$(PYTHON) -m lab up --hosts a,b --swarm
+
+.PHONY: lab-down
+lab-down: ## Remove everything `make lab` made (engines, namespaces, bridge, rules, data)
+	$(PYTHON) -m lab down
+
 .PHONY: lint
 lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff check .
