@@ -7,16 +7,17 @@
 #
 # Usage: scripts/base-image.sh [IMAGE]
 #   IMAGE defaults to $C2C_BASE_IMAGE, else c2c:baseImage of Pulumi.<stack>.yaml
-#   (stack: $C2C_STACK or $PULUMI_STACK, default dev), else python:3.11-slim.
+#   (stack: $C2C_STACK or $PULUMI_STACK, default dev), else c2c-base/python:3.11-bookworm.
 # Env: C2C_PULL_TIMEOUT (s, default 20; 0 skips the pull), C2C_DEBIAN_MIRROR (overrides the
 #   mirror read from /etc/apt/sources.list*).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-readonly DEFAULT_IMAGE=python:3.11-slim
 readonly SUITE=bookworm # Debian 12 ships python3 3.11, matching python:3.11-slim
 readonly FALLBACK_REF=c2c-base/python:3.11-$SUITE
+# The default of c2c:baseImage in Pulumi.yaml: the project's own base.
+readonly DEFAULT_IMAGE=$FALLBACK_REF
 readonly VARIANT=minbase
 # python3-venv brings ensurepip's bundled pip/setuptools wheels, so venvs get pip offline.
 # minbase already has `passwd` (useradd/groupadd); ca-certificates is not needed because
@@ -222,15 +223,17 @@ main() {
     WORK_ERR=$(mktemp)
     c2c_add_cleanup "rm -f '$WORK_ERR'"
 
-    if image_present "$IMAGE"; then
-        c2c_log "using local image $IMAGE"
-        printf '%s\n' "$IMAGE"
-        return 0
-    fi
-    # Our own fallback name exists in no registry: go straight to building it.
-    if [[ $IMAGE != "$FALLBACK_REF" ]] && try_pull "$IMAGE"; then
-        printf '%s\n' "$IMAGE"
-        return 0
+    # Our own base is checked against its recipe below; it exists in no registry.
+    if [[ $IMAGE != "$FALLBACK_REF" ]]; then
+        if image_present "$IMAGE"; then
+            c2c_log "using local image $IMAGE"
+            printf '%s\n' "$IMAGE"
+            return 0
+        fi
+        if try_pull "$IMAGE"; then
+            printf '%s\n' "$IMAGE"
+            return 0
+        fi
     fi
 
     local key

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make up`: bring a stack up on this machine and show its answer.
 # Uses what is there (a running engine, the configured base image, pulumi on PATH) and
-# builds or starts only what is missing, offline.
+# builds or starts only what is missing, offline. It never writes the stack's config file.
 set -euo pipefail
 stack="${1:-dev}"
 scripts="$(cd "$(dirname "$0")" && pwd)"
@@ -20,12 +20,14 @@ step "Stack $stack (state in $PULUMI_BACKEND_URL)"
 pulumi stack select --create "$stack" >&2
 
 step "Base image"
+# The stack's own c2c:baseImage, else Pulumi.yaml's default (the project's offline base).
 configured="$(pulumi config get c2c:baseImage 2>/dev/null || true)"
-configured="${configured:-python:3.11-slim}"
-base="$("$scripts/base-image.sh" "$configured")"
-if [[ "$base" != "$configured" ]]; then
-    echo "$configured is not available offline; stack $stack will use the local $base" >&2
-    pulumi config set c2c:baseImage "$base"
+base="$("$scripts/base-image.sh" ${configured:+"$configured"})"
+if [[ -n "$configured" && "$base" != "$configured" ]]; then
+    echo "up.sh: error: c2c:baseImage $configured is neither local nor pullable here;" \
+        "run \`pulumi config rm c2c:baseImage --stack $stack\` to use the project's own" \
+        "base $base" >&2
+    exit 1
 fi
 "$scripts/wheelhouse.sh"
 

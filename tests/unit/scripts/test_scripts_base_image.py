@@ -96,7 +96,7 @@ def _cached_tarball(env: dict[str, str]) -> Path:
 
 def test_local_image_is_used_without_pulling(fake: dict[str, str]) -> None:
     _present(fake, "python:3.11-slim")
-    result = run_script("base-image.sh", env=fake)
+    result = run_script("base-image.sh", "python:3.11-slim", env=fake)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "python:3.11-slim\n"
     assert not [c for c in _calls(fake) if c.startswith(("pull", "import"))]
@@ -113,7 +113,11 @@ def test_hanging_registry_is_abandoned_at_the_timeout(fake: dict[str, str]) -> N
     (Path(fake["FAKE_STATE"]) / "key").write_text(_key() + "\n")
     _present(fake, FALLBACK)
     started = time.monotonic()
-    result = run_script("base-image.sh", env={**fake, "FAKE_PULL": "hang", "C2C_PULL_TIMEOUT": "1"})
+    result = run_script(
+        "base-image.sh",
+        "python:3.11-slim",
+        env={**fake, "FAKE_PULL": "hang", "C2C_PULL_TIMEOUT": "1"},
+    )
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{FALLBACK}\n"
