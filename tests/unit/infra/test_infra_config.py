@@ -47,7 +47,7 @@ def test_defaults_are_the_seed_topology(defaults: dict[str, str]) -> None:
         200,
         3000,
     )
-    assert (settings.restart_policy, settings.restart_max_retries) == ("on-failure", 5)
+    assert (settings.restart_policy, settings.restart_max_retries) == ("unless-stopped", 5)
     assert (settings.memory_limit_mb, settings.nproc_limit) == (256, 512)
 
 

@@ -35,7 +35,8 @@ STAGING = {
     "upstreamConnectTimeoutMs": "250",
     "upstreamReadTimeoutMs": "1500",
     "upstreamRetries": "0",
-    "restartPolicy": "unless-stopped",
+    "restartPolicy": "on-failure",
+    "restartMaxRetries": "7",
     "memoryLimitMb": "128",
 }
 
@@ -113,8 +114,9 @@ def test_container_hardening(dev: Run, name: str, port: int) -> None:
     assert inputs["securityOpts"] == ["no-new-privileges:true"]
     assert inputs["memory"] == 256
     assert inputs["ulimits"] == [{"name": "nproc", "soft": 512, "hard": 512}]
-    assert inputs["restart"] == "on-failure"
-    assert inputs["maxRetryCount"] == 5
+    # Back by itself after a crash and after an engine restart (see Pulumi.yaml).
+    assert inputs["restart"] == "unless-stopped"
+    assert "maxRetryCount" not in inputs  # Docker refuses it outside on-failure
     assert inputs["mustRun"] is True
     assert inputs["wait"] is True
     assert inputs["waitTimeout"] == 90
@@ -267,8 +269,8 @@ def test_a_non_default_config_and_stack_flow_through(
     assert env["UPSTREAM_RETRIES"] == "0"
     assert env_of(internal)["PORT"] == "9080"
     assert internal.inputs["memory"] == 128
-    assert internal.inputs["restart"] == "unless-stopped"
-    assert "maxRetryCount" not in internal.inputs  # Docker refuses it outside on-failure
+    assert internal.inputs["restart"] == "on-failure"
+    assert internal.inputs["maxRetryCount"] == 7
     assert labels_of(internal)["c2c.stack"] == "staging"
     image = run.image("internal")
     assert image.inputs["name"].startswith("c2c-staging-internal:")
