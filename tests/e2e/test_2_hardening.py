@@ -13,7 +13,7 @@ import docker
 import pytest
 
 from tests.e2e import harness
-from tests.e2e.harness import DeployedStack
+from tests.support.stacks import Stack
 
 SERVICES = ("internal", "external")
 UID = 10001
@@ -58,17 +58,12 @@ for path in ("/c2c-probe", "/app/c2c-probe"):
 
 
 @pytest.fixture(scope="module")
-def config(deployed_stack: DeployedStack) -> dict[str, str]:
-    return harness.stack_config(deployed_stack.stack)
-
-
-@pytest.fixture(scope="module")
 def inspected(
-    deployed_stack: DeployedStack, docker_client: docker.DockerClient
+    deployed_stack: Stack, docker_client: docker.DockerClient
 ) -> dict[str, dict[str, Any]]:
     attrs = {}
     for service in SERVICES:
-        name = f"c2c-{deployed_stack.name}-{service}"
+        name = deployed_stack.container_name(service)
         # An earlier test may have just replaced a container: wait for its first healthcheck.
         harness.wait_for_health(docker_client, name, within=60)
         attrs[service] = docker_client.containers.get(name).attrs
@@ -77,13 +72,11 @@ def inspected(
 
 @pytest.fixture(scope="module")
 def probed(
-    deployed_stack: DeployedStack,
-    docker_client: docker.DockerClient,
-    inspected: dict[str, dict[str, Any]],
+    deployed_stack: Stack, inspected: dict[str, dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
     results = {}
     for service in SERVICES:
-        container = docker_client.containers.get(f"c2c-{deployed_stack.name}-{service}")
+        container = deployed_stack.container(service)
         code, output = container.exec_run(["python3", "-c", PROBE])
         assert code == 0, output.decode(errors="replace")
         results[service] = json.loads(output.decode())
@@ -164,12 +157,24 @@ def test_restart_policy_follows_the_config(
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_healthcheck_is_declared_and_reports_healthy(
-    service: str, inspected: dict[str, dict[str, Any]], config: dict[str, str]
+    service: str,
+    deployed_stack: Stack,
+    inspected: dict[str, dict[str, Any]],
+    config: dict[str, str],
 ) -> None:
     check = inspected[service]["Config"]["Healthcheck"]
     port = config["internalPort" if service == "internal" else "externalPort"]
-    assert check["Test"][:3] == ["CMD", "python3", "-c"]
-    assert f"http://127.0.0.1:{port}/healthz" in check["Test"][3]
+    # The image's probe asks GET /healthz on 127.0.0.1:$PORT; the stack sets PORT to the
+    # configured port, and the probe really follows it (a port nothing listens on fails).
+    probe = ["python3", "-m", "c2c_http.probe"]
+    assert check["Test"] == ["CMD", *probe]
+    assert f"PORT={port}" in inspected[service]["Config"]["Env"]
+    container = deployed_stack.container(service)
+    code, output = container.exec_run(probe)
+    assert code == 0, output.decode(errors="replace")
+    code, output = container.exec_run(probe, environment={"PORT": "1"})
+    assert code == 1
+    assert "127.0.0.1:1" in output.decode(errors="replace")
     assert (check["Interval"], check["Timeout"], check["Retries"]) == (5 * 10**9, 3 * 10**9, 3)
     health = inspected[service]["State"]["Health"]
     assert health["Status"] == "healthy"

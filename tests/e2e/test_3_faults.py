@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from tests.e2e import harness
-from tests.e2e.harness import DeployedStack
+from tests.support.stacks import Engine, Stack
 
 pytestmark = pytest.mark.slow
 
@@ -36,16 +36,6 @@ READ_TIMEOUT_MARGIN = 0.5
 RECOVERY_LIMIT = 30.0
 
 
-def _session() -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # straight to localhost, never through a proxy from the env
-    return session
-
-
-def _container(client: docker.DockerClient, stack: DeployedStack, service: str) -> Any:
-    return client.containers.get(f"c2c-{stack.name}-{service}")
-
-
 @dataclass
 class Answer:
     sent_at: float  # seconds after the fault was injected
@@ -54,10 +44,10 @@ class Answer:
     body: dict[str, Any] | None = None
 
 
-def _ask(session: requests.Session, url: str, origin: float) -> Answer:
+def _ask(stack: Stack, session: requests.Session, origin: float) -> Answer:
     start = time.monotonic()
     try:
-        response = session.get(url, timeout=CLIENT_TIMEOUT)
+        response = stack.engine.get(stack.endpoint, timeout=CLIENT_TIMEOUT, session=session)
     except requests.RequestException as exc:
         return Answer(start - origin, time.monotonic() - start, type(exc).__name__)
     seconds = time.monotonic() - start
@@ -65,17 +55,12 @@ def _ask(session: requests.Session, url: str, origin: float) -> Answer:
     return Answer(start - origin, seconds, response.status_code, response.json())
 
 
-@pytest.fixture(scope="module")
-def config(deployed_stack: DeployedStack) -> dict[str, str]:
-    return harness.stack_config(deployed_stack.stack)
-
-
 @pytest.fixture(autouse=True)
-def _stack_is_healthy(deployed_stack: DeployedStack, docker_client: docker.DockerClient) -> None:
+def _stack_is_healthy(deployed_stack: Stack, docker_client: docker.DockerClient) -> None:
     """Each fault starts from a healthy pair, whatever the test before it left."""
     for service in ("internal", "external"):
-        harness.wait_for_health(docker_client, f"c2c-{deployed_stack.name}-{service}", within=60)
-    harness.wait_for_status(deployed_stack.outputs["endpoint"], 200, within=30)
+        harness.wait_for_health(docker_client, deployed_stack.container_name(service), within=60)
+    deployed_stack.wait_for_status(200, within=30)
 
 
 def _wait_gone(pid: int, within: float = 5.0) -> None:
@@ -109,8 +94,10 @@ def _seconds(value: float | None) -> str:
     return "never" if value is None else f"{value:.2f}s"
 
 
-def _watch_restart(name: str, old_pid: int, port: int, origin: float, seen: Restart) -> None:
-    client = harness.docker_client()  # its own connection: this runs beside the prober
+def _watch_restart(
+    engine: Engine, name: str, old_pid: int, port: int, origin: float, seen: Restart
+) -> None:
+    client = engine.docker_client()  # its own connection: this runs beside the prober
     try:
         while time.monotonic() - origin < RECOVERY_LIMIT:
             if not seen.pid:
@@ -126,11 +113,10 @@ def _watch_restart(name: str, old_pid: int, port: int, origin: float, seen: Rest
 
 
 def test_kill_9_of_internal_gives_fast_502_then_restarts_by_itself(
-    deployed_stack: DeployedStack, docker_client: docker.DockerClient, config: dict[str, str]
+    deployed_stack: Stack, docker_client: docker.DockerClient, config: dict[str, str]
 ) -> None:
     harness.require_root("kill -9 of a container's process (uid 10001) from the host")
-    endpoint = deployed_stack.outputs["endpoint"]
-    internal = _container(docker_client, deployed_stack, "internal")
+    internal = deployed_stack.container("internal")
     before = internal.attrs
     pid = before["State"]["Pid"]
     assert pid > 0
@@ -141,16 +127,23 @@ def test_kill_9_of_internal_gives_fast_502_then_restarts_by_itself(
     os.kill(pid, signal.SIGKILL)
     watcher = threading.Thread(
         target=_watch_restart,
-        args=(internal.name, pid, int(config["internalPort"]), killed_at, restart),
+        args=(
+            deployed_stack.engine,
+            internal.name,
+            pid,
+            int(config["internalPort"]),
+            killed_at,
+            restart,
+        ),
         daemon=True,
     )
     watcher.start()
     _wait_gone(pid)
 
     answers: list[Answer] = []
-    session = _session()
+    session = deployed_stack.engine.session()
     while time.monotonic() - killed_at < RECOVERY_LIMIT:
-        answer = _ask(session, endpoint, killed_at)
+        answer = _ask(deployed_stack, session, killed_at)
         answers.append(answer)
         if answer.status == 200:
             break
@@ -206,18 +199,17 @@ def test_kill_9_of_internal_gives_fast_502_then_restarts_by_itself(
 
 
 def test_frozen_internal_gives_504_within_the_read_timeout(
-    deployed_stack: DeployedStack, docker_client: docker.DockerClient, config: dict[str, str]
+    deployed_stack: Stack, config: dict[str, str]
 ) -> None:
-    endpoint = deployed_stack.outputs["endpoint"]
     read_timeout = int(config["upstreamReadTimeoutMs"]) / 1000
-    internal = _container(docker_client, deployed_stack, "internal")
+    internal = deployed_stack.container("internal")
     internal.pause()
     try:
         paused_at = time.monotonic()
-        answer = _ask(_session(), endpoint, paused_at)
+        answer = _ask(deployed_stack, deployed_stack.engine.session(), paused_at)
     finally:
         internal.unpause()
-    back = harness.wait_for_status(endpoint, 200, within=30)
+    back = deployed_stack.wait_for_status(200, within=30)
     print(f"paused: {answer.status} after {answer.seconds:.3f}s (read timeout {read_timeout}s)")
     print(f"after unpause: 200 again within {back:.2f}s")
 
@@ -263,9 +255,9 @@ class TrafficLog:
     first_new: float | None = None
 
 
-def _attempt(session: requests.Session, url: str) -> tuple[str, dict[str, Any] | None]:
+def _attempt(stack: Stack, session: requests.Session) -> tuple[str, dict[str, Any] | None]:
     try:
-        response = session.get(url, timeout=CLIENT_TIMEOUT)
+        response = stack.engine.get(stack.endpoint, timeout=CLIENT_TIMEOUT, session=session)
     except requests.RequestException as exc:
         return type(exc).__name__, None
     if response.status_code != 200:
@@ -274,15 +266,15 @@ def _attempt(session: requests.Session, url: str) -> tuple[str, dict[str, Any] |
     return "200", body
 
 
-def _client(url: str, marker: str, stop: threading.Event, log: TrafficLog) -> None:
+def _client(stack: Stack, marker: str, stop: threading.Event, log: TrafficLog) -> None:
     """Send requests back to back until told to stop; each retried with backoff on failure."""
-    session = _session()
+    session = stack.engine.session()
     while not stop.is_set() and log.requests < MAX_REQUESTS:
         started = time.monotonic()
         backoff = FIRST_BACKOFF
         while True:
             attempt_start = time.monotonic()
-            outcome, body = _attempt(session, url)
+            outcome, body = _attempt(stack, session)
             now = time.monotonic()
             log.attempts += 1
             log.longest_attempt = max(log.longest_attempt, now - attempt_start)
@@ -304,33 +296,18 @@ def _client(url: str, marker: str, stop: threading.Event, log: TrafficLog) -> No
         time.sleep(PAUSE_BETWEEN_REQUESTS)
 
 
-def _internal_code_change(project_dir: Path, marker: str) -> None:
-    """Add a field to internal's answer in the session's copy (independent of other edits)."""
-    views = project_dir / "services" / "internal" / "internal_service" / "views.py"
-    source = views.read_text()
-    anchor = '"service": "internal"'
-    assert anchor in source, "the internal view's answer moved; update this test"
-    views.write_text(source.replace(anchor, f'{anchor}, "fault_revision": "{marker}"', 1))
-
-
-def test_redeploy_of_internal_under_continuous_traffic(
-    deployed_stack: DeployedStack, docker_client: docker.DockerClient
-) -> None:
-    endpoint = deployed_stack.outputs["endpoint"]
-    before = {
-        svc: _container(docker_client, deployed_stack, svc).id for svc in ("internal", "external")
-    }
+def test_redeploy_of_internal_under_continuous_traffic(deployed_stack: Stack) -> None:
+    before = {svc: deployed_stack.container(svc).id for svc in ("internal", "external")}
     marker = f"under-traffic-{time.monotonic_ns()}"
-    _internal_code_change(deployed_stack.stack.workdir, marker)
+    harness.add_field_to_internal_answer(deployed_stack.workdir, "fault_revision", marker)
 
     log = TrafficLog()
     stop = threading.Event()
-    client = threading.Thread(target=_client, args=(endpoint, marker, stop, log), daemon=True)
+    client = threading.Thread(target=_client, args=(deployed_stack, marker, stop, log), daemon=True)
     client.start()
     try:
         time.sleep(1.0)  # the client is in its stride before the deployment starts
-        with harness.timed(f"{deployed_stack.name}: pulumi up under traffic"):
-            deployed_stack.stack.up()
+        deployed_stack.up()
         time.sleep(1.0)  # and a little after, to see the new code settle
     finally:
         stop.set()
@@ -355,12 +332,10 @@ def test_redeploy_of_internal_under_continuous_traffic(
         },
     )
 
-    after = {
-        svc: _container(docker_client, deployed_stack, svc).id for svc in ("internal", "external")
-    }
+    after = {svc: deployed_stack.container(svc).id for svc in ("internal", "external")}
     assert after["internal"] != before["internal"], "internal was not replaced"
     assert after["external"] == before["external"], "external must not be touched"
-    status, body, _ = harness.get_json(endpoint)
+    status, body, _ = deployed_stack.get_json()
     assert status == 200
     assert body["upstream"]["fault_revision"] == marker
     assert log.first_new is not None, "the client never saw the new code"
@@ -378,16 +353,15 @@ def test_redeploy_of_internal_under_continuous_traffic(
 
 
 def test_removed_internal_is_put_back_by_up_with_refresh(
-    deployed_stack: DeployedStack, docker_client: docker.DockerClient, config: dict[str, str]
+    deployed_stack: Stack, config: dict[str, str]
 ) -> None:
-    endpoint = deployed_stack.outputs["endpoint"]
     network = deployed_stack.outputs["networkName"]
-    internal = _container(docker_client, deployed_stack, "internal")
-    external_id = _container(docker_client, deployed_stack, "external").id
+    internal = deployed_stack.container("internal")
+    external_id = deployed_stack.container("external").id
     internal.remove(force=True)
     # internal is gone for good until `pulumi up`: no retry can bridge this, the answer is the
     # fast 502 of an unreachable internal (connect timeout x attempts + backoff).
-    gone = _ask(_session(), endpoint, time.monotonic())
+    gone = _ask(deployed_stack, deployed_stack.engine.session(), time.monotonic())
     print(f"internal removed by hand: {gone.status} {gone.body} after {gone.seconds:.3f}s")
     assert gone.status == 502
     assert gone.body is not None
@@ -395,19 +369,19 @@ def test_removed_internal_is_put_back_by_up_with_refresh(
     assert gone.seconds < FAST_502
 
     start = time.monotonic()
-    deployed_stack.stack.pulumi("up", "--refresh", "--yes", "--skip-preview")
+    deployed_stack.up(refresh=True)
     repaired = time.monotonic() - start
 
-    back = _container(docker_client, deployed_stack, "internal")
+    back = deployed_stack.container("internal")
     assert back.id != internal.id
     address = back.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
     assert address == config["internalIp"]
-    assert _container(docker_client, deployed_stack, "external").id == external_id
-    status, body, _ = harness.get_json(endpoint)
+    assert deployed_stack.container("external").id == external_id
+    status, body, _ = deployed_stack.get_json()
     assert status == 200
     assert body["upstream"]["container_ip"] == config["internalIp"]
     # Nothing is left for a plain `pulumi up` to do: the state matches Docker again.
-    deployed_stack.stack.pulumi("preview", "--expect-no-changes")
+    deployed_stack.preview(expect_no_changes=True)
     print(f"drift repaired by `pulumi up --refresh` in {repaired:.1f}s")
     harness.record_measurements(
         "faults", {"gone_502_s": round(gone.seconds, 3), "drift_repair_s": round(repaired, 1)}

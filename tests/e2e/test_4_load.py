@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from tests.e2e import harness
-from tests.e2e.harness import DeployedStack
+from tests.support.stacks import Stack, timed
 
 pytestmark = pytest.mark.slow
 
@@ -111,13 +111,13 @@ Requests/sec:     99.01
     assert result.errors == 15
 
 
-def test_concurrent_clients_get_no_errors(deployed_stack: DeployedStack) -> None:
+def test_concurrent_clients_get_no_errors(deployed_stack: Stack) -> None:
     wrk = shutil.which("wrk")
     if wrk is None:
         pytest.fail("wrk is missing: scripts/host-packages.sh installs it", pytrace=False)
     assert CONNECTIONS >= 1
     assert 1 <= SECONDS <= 120, "C2C_LOAD_SECONDS: the load test is bounded in time"
-    url = _loopback_url(deployed_stack.outputs["endpoint"])
+    url = _loopback_url(deployed_stack.endpoint)
     threads = min(2, CONNECTIONS)  # wrk needs connections >= threads; 2 cores on CI
     cmd = [
         wrk,
@@ -128,9 +128,13 @@ def test_concurrent_clients_get_no_errors(deployed_stack: DeployedStack) -> None
         "--latency",
         url,
     ]
-    with harness.timed(f"{deployed_stack.name}: wrk {CONNECTIONS} connections {SECONDS}s"):
+    with timed(f"{deployed_stack.name}: wrk {CONNECTIONS} connections {SECONDS}s"):
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=SECONDS + 60, check=False
+            deployed_stack.engine.command(*cmd),
+            capture_output=True,
+            text=True,
+            timeout=SECONDS + 60,
+            check=False,
         )
     print(" ".join(cmd))
     print(proc.stdout, proc.stderr)
@@ -162,6 +166,6 @@ def test_concurrent_clients_get_no_errors(deployed_stack: DeployedStack) -> None
     # Every connection was served, not just a lucky few.
     assert result.requests >= CONNECTIONS
     # The pair is still answering normally afterwards.
-    status, body, _ = harness.get_json(deployed_stack.outputs["endpoint"])
+    status, body, _ = deployed_stack.get_json()
     assert status == 200
     assert body["upstream"]["service"] == "internal"

@@ -8,16 +8,13 @@ it, the program stops before it declares a single resource.
 
 from __future__ import annotations
 
-import json
 import re
-import time
 from collections.abc import Iterator
 
 import docker
 import pytest
 
-from tests.e2e import harness
-from tests.e2e.harness import RUN_ID
+from tests.support.stacks import NO_DOCKER_OBJECTS, Project, Stack
 
 BAD_CONFIG = {
     "subnet": "10.78.0.0/24",
@@ -30,32 +27,21 @@ EXPECTED_LINE = "c2c:internalIp: 10.79.0.2 is outside c2c:subnet 10.78.0.0/24"
 
 
 @pytest.fixture
-def bad_stack(
-    project: harness.Project, docker_client: docker.DockerClient
-) -> Iterator[harness.Stack]:
-    stack = project.stack(f"{harness.E2E_STACK_PREFIX}{RUN_ID}-badcfg", **BAD_CONFIG)
+def bad_stack(project: Project) -> Iterator[Stack]:
+    stack = project.stack("badcfg", **BAD_CONFIG)
     yield stack
     # Clean up even if the test failed: whatever Docker holds, then the stack itself.
-    if any(harness.stack_resources(docker_client, stack.name).values()):
-        stack.pulumi("destroy", "--yes", "--skip-preview", check=False)
-    stack.remove()
-
-
-def _resource_types(stack: harness.Stack) -> list[str]:
-    exported = json.loads(stack.pulumi("stack", "export").stdout)
-    return [r["type"] for r in exported.get("deployment", {}).get("resources") or []]
+    stack.tear_down()
 
 
 def test_invalid_value_fails_up_with_one_line_and_touches_no_docker_object(
-    bad_stack: harness.Stack, docker_client: docker.DockerClient
+    bad_stack: Stack, docker_client: docker.DockerClient
 ) -> None:
-    start = time.monotonic()
-    proc = bad_stack.pulumi("up", "--yes", "--skip-preview", check=False)
-    seconds = time.monotonic() - start
-    output = proc.stdout + proc.stderr
-    print(f"pulumi up exited {proc.returncode} after {seconds:.1f}s:\n{output}")
+    outcome = bad_stack.try_up()
+    output = outcome.output
+    print(f"pulumi up {'succeeded' if outcome.succeeded else 'failed'}:\n{output}")
 
-    assert proc.returncode != 0
+    assert not outcome.succeeded
     # Every mention of a bad key ("c2c:<key>: <why>"), from the key to the end of its line:
     # one message, naming the key and why, and no other key. (The progress view, the program's
     # stderr and the diagnostics summary may each repeat it.)
@@ -66,13 +52,9 @@ def test_invalid_value_fails_up_with_one_line_and_touches_no_docker_object(
     assert "Traceback" not in output
 
     # Checked through the Docker API: nothing of this stack exists.
-    assert harness.stack_resources(docker_client, bad_stack.name) == {
-        "containers": [],
-        "networks": [],
-        "images": [],
-    }
+    assert bad_stack.docker_objects() == NO_DOCKER_OBJECTS
     assert not docker_client.networks.list(names=[f"c2c-{bad_stack.name}-net"])
     # The state holds no resource of the program, at most Pulumi's own stack root.
-    types = _resource_types(bad_stack)
+    types = bad_stack.resource_types()
     print(f"resources in the state after the failed up: {types}")
     assert all(t.startswith("pulumi:") for t in types), types

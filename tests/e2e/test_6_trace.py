@@ -9,21 +9,20 @@ OUTPUT jump excludes 127.0.0.0/8 while the userland proxy is on, and docker-prox
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from packet_trace.analyze import dnat_rules_for
-from packet_trace.parse import OUTPUT_KEYS, parse_iptables_save
+from packet_trace.parse import parse_iptables_save
 from tests.e2e import harness
-from tests.e2e.harness import DeployedStack
+from tests.support.stacks import REPO_ROOT, Engine, Stack
 
 pytestmark = pytest.mark.e2e
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -32,11 +31,11 @@ def _root_only() -> None:
     harness.require_root("the trace reads the nat table")
 
 
-def _trace(stack: DeployedStack, *extra: str) -> subprocess.CompletedProcess[str]:
-    outputs = {k: stack.outputs[k] for k in OUTPUT_KEYS}
+def _trace(stack: Stack, *extra: str) -> subprocess.CompletedProcess[str]:
+    trace = (sys.executable, "-m", "packet_trace", "--stack", stack.name)
     return subprocess.run(
-        [sys.executable, "-m", "packet_trace", "--stack", stack.name, "--outputs", "-", *extra],
-        input=json.dumps(outputs),
+        stack.engine.command(*trace, *extra),
+        env={**os.environ, **stack.engine.env()},
         capture_output=True,
         text=True,
         timeout=120,
@@ -45,27 +44,25 @@ def _trace(stack: DeployedStack, *extra: str) -> subprocess.CompletedProcess[str
     )
 
 
-def _trace_json(stack: DeployedStack, *extra: str) -> dict[str, Any]:
+def _trace_json(stack: Stack, *extra: str) -> dict[str, Any]:
     proc = _trace(stack, "--json", *extra)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     data: dict[str, Any] = json.loads(proc.stdout)
     return data
 
 
-def _dnat_packets(host_port: int, external_ip: str, external_port: int) -> int:
-    text = subprocess.run(
-        ["iptables-save", "-t", "nat", "-c"], capture_output=True, text=True, check=True
-    ).stdout
+def _dnat_packets(engine: Engine, host_port: int, external_ip: str, external_port: int) -> int:
+    text = engine.run("iptables-save", "-t", "nat", "-c").stdout
     rules = dnat_rules_for(parse_iptables_save(text), host_port, external_ip, external_port)
     assert len(rules) == 1, text
     return rules[0].packets
 
 
-def test_trace_facts_match_the_stack_outputs(deployed_stack: DeployedStack) -> None:
+def test_trace_facts_match_the_stack_outputs(deployed_stack: Stack) -> None:
     out = deployed_stack.outputs
     data = _trace_json(deployed_stack)
     assert data["problems"] == []
-    assert {k: v for k, v in data["outputs"].items() if k != "source"} == {
+    assert data["outputs"] == {
         "stack": deployed_stack.name,
         "endpoint": out["endpoint"],
         "internal_ip": out["internalIp"],
@@ -74,7 +71,7 @@ def test_trace_facts_match_the_stack_outputs(deployed_stack: DeployedStack) -> N
         "gateway": out["gateway"],
         "network_name": out["networkName"],
         "internal_url": out["internalUrl"],
-        "host_port": int(out["endpoint"].rsplit(":", 1)[1]),
+        "host_port": urlsplit(out["endpoint"]).port,
     }
     bridge = data["bridge"]
     assert (bridge["network_name"], bridge["subnet"], bridge["gateway"]) == (
@@ -107,16 +104,16 @@ def test_trace_facts_match_the_stack_outputs(deployed_stack: DeployedStack) -> N
     assert services["upstream_ms"] > 0
 
 
-def test_dnat_counter_moves_by_at_least_one(deployed_stack: DeployedStack) -> None:
+def test_dnat_counter_moves_by_at_least_one(deployed_stack: Stack) -> None:
     out = deployed_stack.outputs
-    host_port = int(out["endpoint"].rsplit(":", 1)[1])
+    host_port = urlsplit(out["endpoint"]).port
     # Read the counter ourselves too, so the trace's own before/after is checked independently.
     probe = _trace_json(deployed_stack, "--no-request")
     container_port = probe["host_port"]["container_port"]
-    before = _dnat_packets(host_port, out["externalIp"], container_port)
+    before = _dnat_packets(deployed_stack.engine, host_port, out["externalIp"], container_port)
 
     data = _trace_json(deployed_stack)
-    after = _dnat_packets(host_port, out["externalIp"], container_port)
+    after = _dnat_packets(deployed_stack.engine, host_port, out["externalIp"], container_port)
 
     request = data["request"]
     assert request["path_kind"] == "dnat", request
@@ -131,7 +128,7 @@ def test_dnat_counter_moves_by_at_least_one(deployed_stack: DeployedStack) -> No
         assert data["services"]["external_client_ip"] == out["gateway"]
 
 
-def test_loopback_request_goes_through_docker_proxy(deployed_stack: DeployedStack) -> None:
+def test_loopback_request_goes_through_docker_proxy(deployed_stack: Stack) -> None:
     data = _trace_json(deployed_stack, "--via", "loopback")
     out = deployed_stack.outputs
     if not data["host_port"]["listeners"]:
@@ -142,7 +139,7 @@ def test_loopback_request_goes_through_docker_proxy(deployed_stack: DeployedStac
     assert data["services"]["external_client_ip"] == out["gateway"]
 
 
-def test_text_report_has_five_parts(deployed_stack: DeployedStack) -> None:
+def test_text_report_has_five_parts(deployed_stack: Stack) -> None:
     proc = _trace(deployed_stack)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     text = proc.stdout

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
 import secrets
 import subprocess
@@ -40,7 +39,7 @@ from packet_trace.parse import (
     parse_ss_listeners,
 )
 from tests.e2e import harness
-from tests.e2e.harness import IN_CI, DeployedStack
+from tests.support.stacks import Engine, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -74,18 +73,7 @@ print(json.dumps({"status": status, "body": json.loads(body)}))
 @pytest.fixture(autouse=True)
 def _root_only() -> None:
     # Namespaces, veths and the nat counters need root. CI runs as root, so there it must fail.
-    if os.geteuid() != 0:
-        reason = "the test creates a network namespace and reads iptables: run as root"
-        if IN_CI:
-            pytest.fail(f"CI=true but not root: {reason}", pytrace=False)
-        pytest.skip(reason)
-
-
-def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.strip()}")
-    return proc
+    harness.require_root("the test creates a network namespace and reads iptables")
 
 
 # --- the client host --------------------------------------------------------------------------
@@ -93,6 +81,7 @@ def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 @dataclass(frozen=True)
 class ClientHost:
+    engine: Engine  # the client is a neighbour of the engine's host; host-side commands run there
     netns: str
     host_if: str
     ns_if: str
@@ -117,13 +106,14 @@ def _routed_networks(text: str) -> list[ipaddress.IPv4Network]:
     return found
 
 
-def _taken_networks(client: docker.DockerClient) -> list[ipaddress.IPv4Network]:
+def _taken_networks(engine: Engine, client: docker.DockerClient) -> list[ipaddress.IPv4Network]:
     """Every IPv4 network this host already has an address in, a route to, or a Docker pool for."""
     taken = [
-        ipaddress.IPv4Network(f"{a.address}/{a.prefixlen}", strict=False)
-        for a in parse_ip_addr(_run("ip", "-o", "-4", "addr").stdout)
+        address.network
+        for link in parse_ip_addr(engine.run("ip", "-j", "addr", "show").stdout)
+        for address in link.ipv4
     ]
-    taken += _routed_networks(_run("ip", "-4", "route", "show", "table", "all").stdout)
+    taken += _routed_networks(engine.run("ip", "-4", "route", "show", "table", "all").stdout)
     for network in client.networks.list():
         for pool in (network.attrs.get("IPAM") or {}).get("Config") or []:
             subnet = ipaddress.ip_network(pool.get("Subnet", "::/128"))
@@ -140,46 +130,46 @@ def _free_slash30(taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
     raise AssertionError(f"no free /30 in {CANDIDATE_POOLS}; taken: {taken}")
 
 
-def _remove_client_host(netns: str | None, host_if: str | None) -> None:
+def _remove_client_host(engine: Engine, netns: str | None, host_if: str | None) -> None:
     # Deleting one end of a veth deletes both; deleting the namespace then cannot leave a link.
     if host_if:
-        _run("ip", "link", "del", host_if, check=False)
+        engine.run("ip", "link", "del", host_if, check=False)
     if netns:
-        _run("ip", "netns", "del", netns, check=False)
+        engine.run("ip", "netns", "del", netns, check=False)
 
 
-def _remove_leftovers() -> list[str]:
+def _remove_leftovers(engine: Engine) -> list[str]:
     """Namespaces and veths an earlier, interrupted run of this module left (only ours)."""
     removed = []
-    for line in _run("ip", "netns", "list").stdout.splitlines():
+    for line in engine.run("ip", "netns", "list").stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         if name.startswith(NETNS_PREFIX):
-            _remove_client_host(name, None)
+            _remove_client_host(engine, name, None)
             removed.append(f"netns {name}")
-    for line in _run("ip", "-o", "link", "show").stdout.splitlines():
+    for line in engine.run("ip", "-o", "link", "show").stdout.splitlines():
         name = line.split(":")[1].strip().split("@")[0] if line.count(":") >= 2 else ""
         if VETH_RE.match(name):
-            _remove_client_host(None, name)
+            _remove_client_host(engine, None, name)
             removed.append(f"link {name}")
     return removed
 
 
-def _link_exists(name: str) -> bool:
-    return _run("ip", "link", "show", name, check=False).returncode == 0
+def _link_exists(engine: Engine, name: str) -> bool:
+    return engine.run("ip", "link", "show", name, check=False).returncode == 0
 
 
 @pytest.fixture(scope="module")
-def client_host(
-    deployed_stack: DeployedStack, docker_client: docker.DockerClient
-) -> Iterator[ClientHost]:
-    removed = _remove_leftovers()
+def client_host(deployed_stack: Stack, docker_client: docker.DockerClient) -> Iterator[ClientHost]:
+    engine = deployed_stack.engine
+    removed = _remove_leftovers(engine)
     if removed:
         print(f"removed leftovers of an earlier remote-client run: {', '.join(removed)}")
     # Chosen with the stack's network up, so the /30 cannot overlap its bridge either.
-    network = _free_slash30(_taken_networks(docker_client))
+    network = _free_slash30(_taken_networks(engine, docker_client))
     host_ip, client_ip = (str(h) for h in list(network.hosts())[:2])
     short_id = secrets.token_hex(3)
     host = ClientHost(
+        engine=engine,
         netns=f"{NETNS_PREFIX}{short_id}",
         host_if=f"c2ce2e{short_id}h",
         ns_if=f"c2ce2e{short_id}n",
@@ -188,22 +178,22 @@ def client_host(
         client_ip=client_ip,
     )
     try:
-        _run("ip", "netns", "add", host.netns)
-        _run("ip", "link", "add", host.host_if, "type", "veth", "peer", "name", host.ns_if)
-        _run("ip", "link", "set", host.ns_if, "netns", host.netns)
-        _run("ip", "addr", "add", f"{host_ip}/{network.prefixlen}", "dev", host.host_if)
-        _run("ip", "link", "set", host.host_if, "up")
+        engine.run("ip", "netns", "add", host.netns)
+        engine.run("ip", "link", "add", host.host_if, "type", "veth", "peer", "name", host.ns_if)
+        engine.run("ip", "link", "set", host.ns_if, "netns", host.netns)
+        engine.run("ip", "addr", "add", f"{host_ip}/{network.prefixlen}", "dev", host.host_if)
+        engine.run("ip", "link", "set", host.host_if, "up")
         ns = ("ip", "-n", host.netns)
-        _run(*ns, "addr", "add", f"{client_ip}/{network.prefixlen}", "dev", host.ns_if)
-        _run(*ns, "link", "set", "lo", "up")
-        _run(*ns, "link", "set", host.ns_if, "up")
-        _run(*ns, "route", "add", "default", "via", host_ip)
+        engine.run(*ns, "addr", "add", f"{client_ip}/{network.prefixlen}", "dev", host.ns_if)
+        engine.run(*ns, "link", "set", "lo", "up")
+        engine.run(*ns, "link", "set", host.ns_if, "up")
+        engine.run(*ns, "route", "add", "default", "via", host_ip)
         print(f"client host: netns {host.netns}, {client_ip} -> {host_ip} ({network})")
         yield host
     finally:
-        _remove_client_host(host.netns, host.host_if)
-        assert not _link_exists(host.host_if), f"{host.host_if} survived the cleanup"
-        assert host.netns not in _run("ip", "netns", "list").stdout.split()
+        _remove_client_host(engine, host.netns, host.host_if)
+        assert not _link_exists(engine, host.host_if), f"{host.host_if} survived the cleanup"
+        assert host.netns not in engine.run("ip", "netns", "list").stdout.split()
 
 
 # --- live state ----------------------------------------------------------------------------------
@@ -216,9 +206,9 @@ class Tables:
     text: str
 
 
-def _tables() -> Tables:
+def _tables(engine: Engine) -> Tables:
     # One snapshot of both tables, so their counters are read at the same moment.
-    text = _run("iptables-save", "-c").stdout
+    text = engine.run("iptables-save", "-c").stdout
     return Tables(parse_iptables_save(text, "nat"), parse_iptables_save(text, "filter"), text)
 
 
@@ -232,11 +222,9 @@ class Published:
 
 
 @pytest.fixture(scope="module")
-def published(deployed_stack: DeployedStack, docker_client: docker.DockerClient) -> Published:
+def published(deployed_stack: Stack, docker_client: docker.DockerClient) -> Published:
     out = deployed_stack.outputs
-    external = parse_container_inspect(
-        docker_client.containers.get(f"c2c-{deployed_stack.name}-external").attrs
-    )
+    external = parse_container_inspect(deployed_stack.container("external").attrs)
     binding = external.port_bindings[0]
     network = docker_client.networks.get(out["networkName"])
     return Published(
@@ -285,11 +273,11 @@ def _filter_accepts(rules: list[NatRule], pub: Published) -> tuple[NatRule, list
     return inbound[0], outbound
 
 
-def _sysctl(path: str, netns: str | None = None) -> str:
+def _sysctl(engine: Engine, path: str, netns: str | None = None) -> str:
     cmd: tuple[str, ...] = ("cat", f"/proc/sys/net/ipv4/{path}")
     if netns:
         cmd = ("ip", "netns", "exec", netns, *cmd)
-    proc = _run(*cmd, check=False)
+    proc = engine.run(*cmd, check=False)
     return proc.stdout.strip() or proc.stderr.strip()
 
 
@@ -297,13 +285,15 @@ def _forwarding_evidence(host: ClientHost, tables: Tables) -> dict[str, str]:
     """What decides whether the flow is forwarded and answered, for failure messages."""
     policy = re.search(r"^:FORWARD (\S+)", tables.text.split("*filter", 1)[-1], re.MULTILINE)
     return {
-        "ip_forward": _sysctl("ip_forward"),
-        "rp_filter all": _sysctl("conf/all/rp_filter"),
-        f"rp_filter {host.host_if}": _sysctl(f"conf/{host.host_if}/rp_filter"),
-        "rp_filter in netns (all)": _sysctl("conf/all/rp_filter", host.netns),
-        f"rp_filter in netns ({host.ns_if})": _sysctl(f"conf/{host.ns_if}/rp_filter", host.netns),
+        "ip_forward": _sysctl(host.engine, "ip_forward"),
+        "rp_filter all": _sysctl(host.engine, "conf/all/rp_filter"),
+        f"rp_filter {host.host_if}": _sysctl(host.engine, f"conf/{host.host_if}/rp_filter"),
+        "rp_filter in netns (all)": _sysctl(host.engine, "conf/all/rp_filter", host.netns),
+        f"rp_filter in netns ({host.ns_if})": _sysctl(
+            host.engine, f"conf/{host.ns_if}/rp_filter", host.netns
+        ),
         "filter FORWARD policy": policy.group(1) if policy else "?",
-        "netns routes": _run("ip", "-n", host.netns, "route").stdout.strip(),
+        "netns routes": host.engine.run("ip", "-n", host.netns, "route").stdout.strip(),
     }
 
 
@@ -340,15 +330,15 @@ def test_request_from_another_host_is_dnatted_through_prerouting_with_its_source
     client_host: ClientHost, published: Published
 ) -> None:
     url = f"http://{client_host.host_ip}:{published.host_port}/"
-    before = _tables()
+    before = _tables(client_host.engine)
     prerouting_before = _prerouting_jump(before.nat)
     dnat_before = _dnat(before.nat, published)
     try:
         answer, attempts = _get_from_netns(client_host, url)
     except AssertionError as exc:
-        evidence = _forwarding_evidence(client_host, _tables())
+        evidence = _forwarding_evidence(client_host, _tables(client_host.engine))
         raise AssertionError(f"{exc}\nforwarding evidence: {evidence}") from exc
-    after = _tables()
+    after = _tables(client_host.engine)
     prerouting_after = _prerouting_jump(after.nat)
     dnat_after = _dnat(after.nat, published)
     accept_before, replies_before = _filter_accepts(before.filter, published)
@@ -396,13 +386,13 @@ def test_request_from_another_host_is_dnatted_through_prerouting_with_its_source
     )
 
 
-def test_loopback_request_arrives_from_the_gateway(published: Published) -> None:
+def test_loopback_request_arrives_from_the_gateway(engine: Engine, published: Published) -> None:
     url = f"http://127.0.0.1:{published.host_port}/"
-    listeners = parse_ss_listeners(_run("ss", "-Hltnp").stdout)
+    listeners = parse_ss_listeners(engine.run("ss", "-Hltnp").stdout)
     listener = listener_for(listeners, "127.0.0.1", published.host_port)
-    before = _dnat(_tables().nat, published)
-    status, body, _ = harness.get_json(url)
-    after = _dnat(_tables().nat, published)
+    before = _dnat(_tables(engine).nat, published)
+    status, body, _ = engine.get_json(url)
+    after = _dnat(_tables(engine).nat, published)
     print(
         f"GET {url}: {status}, client_ip {body.get('client_ip')}, listener {listener}, "
         f"DNAT packets {before.packets} -> {after.packets}"

@@ -1,19 +1,16 @@
-"""Last of the e2e modules (they run in file order): destroy the default stack."""
+"""Destroy the default stack: nothing of it is left, on Docker or in the state.
+
+Independent of order: the fixture deploys the stack if it is not up, and a module that runs
+after this one gets it deployed again.
+"""
 
 from __future__ import annotations
 
-import docker
-
-from tests.e2e import harness
-from tests.e2e.harness import DeployedStack
+from tests.support.stacks import NO_DOCKER_OBJECTS, Stack
 
 
-def test_destroy_leaves_no_container_network_or_image(
-    deployed_stack: DeployedStack, docker_client: docker.DockerClient
-) -> None:
-    with harness.timed(f"{deployed_stack.name}: pulumi destroy"):
-        deployed_stack.stack.destroy()
+def test_destroy_leaves_no_container_network_or_image(deployed_stack: Stack) -> None:
+    deployed_stack.destroy()
     # Checked through the Docker API: the old IPs now route outward and are never probed.
-    left = harness.stack_resources(docker_client, deployed_stack.name)
-    assert left == {"containers": [], "networks": [], "images": []}
-    assert deployed_stack.stack.resource_count() == 0
+    assert deployed_stack.docker_objects() == NO_DOCKER_OBJECTS
+    assert deployed_stack.resource_types() == []
