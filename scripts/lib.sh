@@ -159,3 +159,52 @@ c2c_require_docker() {
     c2c_docker_answers 15 ||
         c2c_die "Docker engine not answering (DOCKER_HOST=${DOCKER_HOST:-default}); run scripts/ensure-docker.sh"
 }
+
+# --- Go builds cached per user (scripts/toolchain.sh, scripts/docker-engine.sh) -----------
+
+# Die unless `go` is on PATH and at least version $1; $2 says what the build is for.
+c2c_require_go() {
+    local min=$1 what=$2 have
+    command -v go >/dev/null 2>&1 || c2c_die "no Go toolchain on PATH: install Go >= $min (it builds $what)"
+    have=$(go env GOVERSION)
+    have=${have#go}
+    if [[ $(printf '%s\n%s\n' "$min" "$have" | sort -V | head -n1) != "$min" ]]; then
+        c2c_die "Go $have is older than $min, which $what needs"
+    fi
+}
+
+# First 12 hex digits of a hash over the files under $1 that change a build (READMEs do
+# not); further arguments are extra `find` tests, e.g. `-path ./sub -prune -o`.
+c2c_tree_hash() {
+    local dir=$1 sum
+    shift
+    sum=$(cd "$dir" && find . "$@" -type f ! -name '*.md' -print0 | LC_ALL=C sort -z |
+        xargs -0 sha256sum | sha256sum)
+    printf '%s\n' "${sum:0:12}"
+}
+
+# c2c_cached_build CACHE KEY MARKER WAIT LABEL BUILD_FN: make CACHE/KEY with `BUILD_FN DIR`
+# unless CACHE/KEY/MARKER exists. One builder at a time (a caller that waited finds the
+# result); the build happens in a partial directory renamed into place when complete, so a
+# killed build never leaves a half-made KEY.
+c2c_cached_build() {
+    local cache=$1 key=$2 marker=$3 wait=$4 label=$5 build=$6 t0=$EPOCHREALTIME tmp
+    mkdir -p "$cache"
+    if [[ -e $cache/$key/$marker ]]; then
+        c2c_log "warm: reusing $cache/$key ($(c2c_since "$t0")s)"
+        return 0
+    fi
+    c2c_lock "$cache/build.lock" "$wait"
+    if [[ -e $cache/$key/$marker ]]; then
+        c2c_log "another caller built $key while we waited"
+        return 0
+    fi
+    c2c_log "cold build of $key (GOMODCACHE=$(go env GOMODCACHE), GOCACHE=$(go env GOCACHE))"
+    # Builds run only under this lock, so every partial directory left is a dead one.
+    find "$cache" -mindepth 1 -maxdepth 1 -name '.partial.*' -exec rm -rf {} +
+    tmp=$(mktemp -d "$cache/.partial.$key.XXXXXX")
+    chmod 755 "$tmp"
+    c2c_add_cleanup "rm -rf '$tmp'"
+    c2c_timed "$label built (cold)" "$build" "$tmp"
+    mv -T "$tmp" "$cache/$key"
+}

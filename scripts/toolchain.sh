@@ -66,17 +66,6 @@ find_installed() {
     printf '%s\n' "$dir"
 }
 
-go_version_ok() {
-    local have
-    command -v go >/dev/null 2>&1 ||
-        c2c_die "no Go toolchain on PATH: install Go >= $GO_MIN_VERSION (it builds the Pulumi toolchain)"
-    have=$(go env GOVERSION)
-    have=${have#go}
-    if [[ $(printf '%s\n%s\n' "$GO_MIN_VERSION" "$have" | sort -V | head -n1) != "$GO_MIN_VERSION" ]]; then
-        c2c_die "Go $have is older than $GO_MIN_VERSION, which toolchain/*/go.mod need"
-    fi
-}
-
 # versions.env is what people read; go.mod is what Go builds. Refuse to build if they disagree.
 check_pins() {
     local mod
@@ -96,13 +85,11 @@ check_pins() {
 }
 
 # Cache key: pinned versions, Go version and the content of everything under toolchain/ (our
-# own host, exec script and provider main change the binaries too).
+# own host, exec script and provider main change the binaries too) but the Docker engine's
+# pins, which scripts/docker-engine.sh builds.
 cache_key() {
-    local src
-    src=$(cd "$TC_DIR" && find . -type f ! -name '*.md' -print0 | LC_ALL=C sort -z |
-        xargs -0 sha256sum | sha256sum)
     printf 'pulumi-%s_docker-%s_%s_%s\n' "$PULUMI_VERSION" "$PULUMI_DOCKER_VERSION" \
-        "$(go env GOVERSION)" "${src:0:12}"
+        "$(go env GOVERSION)" "$(c2c_tree_hash "$TC_DIR" -path ./docker-engine -prune -o)"
 }
 
 go_build() {
@@ -150,38 +137,19 @@ install_plugin() {
 }
 
 main() {
-    local t0=$EPOCHREALTIME found cache key dest tmp
+    local t0=$EPOCHREALTIME found cache key dest
     if [[ ${C2C_TOOLCHAIN:-auto} != build ]] && found=$(find_installed); then
         c2c_log "using the installed toolchain in $found ($(c2c_since "$t0")s)"
         printf '%s\n' "$found"
         return 0
     fi
 
-    go_version_ok
+    c2c_require_go "$GO_MIN_VERSION" "the Pulumi toolchain (toolchain/*/go.mod)"
     check_pins
     cache=$(c2c_cache_dir)/toolchain
-    mkdir -p "$cache"
     key=$(cache_key)
     dest=$cache/$key
-
-    if [[ ! -x $dest/bin/pulumi ]]; then
-        c2c_lock "$cache/build.lock" "${C2C_TOOLCHAIN_WAIT:-3600}"
-        if [[ -x $dest/bin/pulumi ]]; then
-            c2c_log "another caller built $key while we waited"
-        else
-            c2c_log "cold build of $key (GOMODCACHE=$(go env GOMODCACHE), GOCACHE=$(go env GOCACHE))"
-            # Leftovers of builds killed too hard to clean up (never used: only complete builds
-            # are renamed to their key).
-            find "$cache" -maxdepth 1 -name '.partial.*' -mmin +720 -exec rm -rf {} + || true
-            tmp=$(mktemp -d "$cache/.partial.$key.XXXXXX")
-            chmod 755 "$tmp"
-            c2c_add_cleanup "rm -rf '$tmp'"
-            c2c_timed "toolchain built (cold)" build_into "$tmp"
-            mv -T "$tmp" "$dest"
-        fi
-    else
-        c2c_log "warm: reusing $dest ($(c2c_since "$t0")s)"
-    fi
+    c2c_cached_build "$cache" "$key" bin/pulumi "${C2C_TOOLCHAIN_WAIT:-3600}" toolchain build_into
 
     c2c_lock "$cache/plugin-install.lock" 300
     c2c_timed "docker plugin checked" install_plugin "$dest"
