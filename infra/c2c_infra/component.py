@@ -1,8 +1,18 @@
-"""ServicePair: the two services, their images and the bridge that joins them.
+"""ServicePair: the two services, their images and the network that joins them.
 
-internal  -- static IP on the bridge, no published port: reachable only from the bridge.
-external  -- static IP on the bridge, one published port hostPort -> externalPort, and
+internal  -- static IP on the network, no published port: reachable only from the network.
+external  -- static IP on the network, one published port hostPort -> externalPort, and
              INTERNAL_URL pointing at internal's static IP.
+
+Where they run (c2c:hosts, internalHost, externalHost):
+* No hosts (the default): one engine, the one DOCKER_HOST names, through the default
+  provider; a user-defined bridge. No explicit provider, so existing stacks see no change.
+* Hosts: one explicit docker.Provider per host (a child of the component), and every resource
+  names the provider of the host it lives on. Each image is built on the engine of the host
+  that runs it (the build context is sent to that engine). Both services on one host: a
+  bridge there. On two hosts: an attachable Swarm overlay, created through a manager, on
+  which each standalone container still takes its static IP; the overlay's ip_range keeps
+  Swarm's own allocations away from those IPs.
 
 Replacement rules (why the options below look the way they do):
 * Both images build from one context, services/ (one Dockerfile, SERVICE chooses the image).
@@ -31,6 +41,7 @@ import pulumi_docker as docker
 
 from c2c_infra.config import SERVICES, StackSettings
 from c2c_infra.context_hash import context_tag
+from c2c_infra.hosts import DockerHost
 
 COMPONENT_TYPE = "c2c:index:ServicePair"
 SERVICES_DIR = Path(__file__).resolve().parents[2] / "services"
@@ -72,20 +83,35 @@ class ServicePair(pulumi.ComponentResource):
         self._name = name
         self._settings = settings = args.settings
 
+        # One per declared host; none at all for the default engine.
+        self.providers = {
+            host.name: docker.Provider(
+                f"{name}-host-{host.name}", host=host.url, opts=pulumi.ResourceOptions(parent=self)
+            )
+            for host in settings.hosts.values()
+        }
+
+        overlay = settings.network_driver == "overlay"
+        ip_range = settings.swarm_ip_range
         self.network = docker.Network(
             f"{name}-network",
             name=settings.network_name,
-            driver="bridge",
+            driver=settings.network_driver,
+            # A standalone container (not a Swarm service) may join an overlay only if it is
+            # attachable.
+            attachable=True if overlay else None,
             ipam_configs=[
                 docker.NetworkIpamConfigArgs(
-                    subnet=str(settings.subnet), gateway=str(settings.gateway)
+                    subnet=str(settings.subnet),
+                    gateway=str(settings.gateway),
+                    ip_range=str(ip_range) if ip_range is not None else None,
                 )
             ],
             labels=[
                 docker.NetworkLabelArgs(label=key, value=value)
                 for key, value in sorted(settings.labels.items())
             ],
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            opts=self._on(settings.network_host, delete_before_replace=True),
         )
 
         self.images = {service: self._image(service, args.services_dir) for service in SERVICES}
@@ -119,8 +145,14 @@ class ServicePair(pulumi.ComponentResource):
             after=[self.internal],
         )
 
+        internal_host, external_host = settings.host_of("internal"), settings.host_of("external")
         self.outputs = {
             "endpoint": settings.endpoint,
+            "internalHost": internal_host.name,
+            "internalHostAddress": internal_host.address,
+            "externalHost": external_host.name,
+            "externalHostAddress": external_host.address,
+            "networkDriver": self.network.driver,
             "internalIp": str(settings.internal_ip),
             "externalIp": str(settings.external_ip),
             "subnet": str(settings.subnet),
@@ -131,6 +163,21 @@ class ServicePair(pulumi.ComponentResource):
             "externalImage": self.images["external"].name,
         }
         self.register_outputs(self.outputs)
+
+    def _on(
+        self,
+        host: DockerHost,
+        *,
+        depends_on: Sequence[pulumi.Resource] | None = None,
+        delete_before_replace: bool | None = None,
+    ) -> pulumi.ResourceOptions:
+        """Options of a child that lives on `host`: its provider, if the host has one."""
+        return pulumi.ResourceOptions(
+            parent=self,
+            provider=self.providers.get(host.name),
+            depends_on=list(depends_on) if depends_on is not None else None,
+            delete_before_replace=delete_before_replace,
+        )
 
     def _image(self, service: str, context: Path) -> docker.RemoteImage:
         settings = self._settings
@@ -159,7 +206,8 @@ class ServicePair(pulumi.ComponentResource):
             triggers={"context": tag},
             keep_locally=False,
             force_remove=True,
-            opts=pulumi.ResourceOptions(parent=self),
+            # Built by the engine that runs it: no registry is needed between hosts.
+            opts=self._on(settings.host_of(service)),
         )
 
     def _container(
@@ -223,8 +271,8 @@ class ServicePair(pulumi.ComponentResource):
                 docker.ContainerLabelArgs(label=key, value=value)
                 for key, value in sorted({**settings.labels, "c2c.service": service}.items())
             ],
-            opts=pulumi.ResourceOptions(
-                parent=self,
+            opts=self._on(
+                settings.host_of(service),
                 depends_on=[self.network, image, *after],
                 delete_before_replace=True,
             ),

@@ -8,10 +8,10 @@ key that reaches the program unset is an error, not a silent fallback.
 
 Validation runs before the program declares any resource and reports every bad key at once,
 one line each: `c2c:<key>: <why>`. A check that relates keys (an address inside the subnet, the
-nproc budget of workers and threads) reads the keys declared before it, and only those that
-passed: a bad subnet gives one line, not one more per address. A later key that refers to
-earlier ones (say a map of Docker hosts and the host each service runs on) follows the same
-pattern: a typed field, and a field validator that looks it up in `info.data`.
+nproc budget of workers and threads, the host each service runs on) reads the keys declared
+before it, and only those that passed: a bad subnet gives one line, not one more per address.
+
+Keys whose Pulumi.yaml default is blank ("" : not set) are optional fields: None when blank.
 """
 
 from __future__ import annotations
@@ -19,13 +19,22 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, Protocol, get_args
+from typing import Annotated, Any, Literal, Protocol, get_args, get_origin
 
 import pulumi
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import ValidationInfo
+
+from c2c_infra.hosts import DockerHost, default_host, parse_hosts
 
 PROJECT = "c2c"
 SERVICES = ("internal", "external")
@@ -46,6 +55,8 @@ def _from_text(parse: Callable[[str], object]) -> BeforeValidator:
     """Parse a key's raw string with `parse`; its ValueError becomes `'<raw>' <reason>`."""
 
     def validate(raw: Any) -> object:
+        if raw is None:  # an optional key left blank
+            return None
         try:
             return parse(raw)
         except ValueError as err:
@@ -116,6 +127,13 @@ def _stack_name(stack: str) -> str:
     return stack
 
 
+def _host_reference(raw: str) -> str:
+    # Checked against c2c:hosts by a field validator; here only that it is one word.
+    if not re.fullmatch(r"[a-z0-9-]+", raw):
+        raise ValueError("is not a host name of c2c:hosts")
+    return raw
+
+
 Port = Annotated[int, _integer(1, 65535)]
 IPv4Address = Annotated[ipaddress.IPv4Address, _from_text(_ipv4_address)]
 
@@ -132,6 +150,10 @@ _TAKEN_BY = {
     "gateway": "the bridge itself holds that address",
     "internal_ip": "each container needs its own",
 }
+
+# An optional key: blank in Pulumi.yaml, None here; validated even when blank.
+_UNSET: Any = Field(default=None, validate_default=True)
+HostReference = Annotated[str | None, _from_text(_host_reference)]
 
 
 class StackSettings(BaseModel):
@@ -164,6 +186,11 @@ class StackSettings(BaseModel):
     nproc_limit: Annotated[int, _integer(32, 65_536)]
     restart_policy: Annotated[RestartPolicy, _from_text(_restart_policy)]
     restart_max_retries: Annotated[int, _integer(0, 100)]
+    hosts: Annotated[dict[str, DockerHost], BeforeValidator(parse_hosts)]
+    internal_host: HostReference = _UNSET
+    external_host: HostReference = _UNSET
+    swarm_manager: HostReference = _UNSET
+    overlay_ip_range: Annotated[ipaddress.IPv4Network | None, _from_text(_ipv4_network)] = _UNSET
 
     @field_validator("subnet")
     @classmethod
@@ -210,6 +237,83 @@ class StackSettings(BaseModel):
             )
         return nproc
 
+    @field_validator("internal_host", "external_host", "swarm_manager")
+    @classmethod
+    def _names_a_host(cls, host: str | None, info: ValidationInfo) -> str | None:
+        hosts = info.data.get("hosts")
+        if hosts is None:  # c2c:hosts has its own line
+            return host
+        if not hosts:
+            if host is not None:
+                raise _relation(f"{host!r} needs c2c:hosts, which is empty (one engine)")
+            return None
+        choices = ", ".join(hosts)
+        if host is None:
+            if info.field_name == "swarm_manager":  # blank: external's host
+                return None
+            raise _relation(f"is required when c2c:hosts is set: one of {choices}")
+        if host not in hosts:
+            raise _relation(f"{host!r} is not a host of c2c:hosts ({choices})")
+        return host
+
+    @field_validator("overlay_ip_range")
+    @classmethod
+    def _swarm_range_outside_static_ips(
+        cls, ip_range: ipaddress.IPv4Network | None, info: ValidationInfo
+    ) -> ipaddress.IPv4Network | None:
+        """Swarm takes addresses from this range (a load-balancer address per node): the
+        gateway and the static IPs must lie outside it, else a container's start fails with
+        "Address already in use". Checked only where it is used: on an overlay."""
+        data = info.data
+        internal, external = data.get("internal_host"), data.get("external_host")
+        subnet = data.get("subnet")
+        if internal is None or external is None or internal == external or subnet is None:
+            return ip_range
+        effective = ip_range or _upper_half(subnet)
+        if not effective.subnet_of(subnet):
+            raise _relation(f"{effective} is outside c2c:subnet {subnet}")
+        if effective.num_addresses < 4:
+            raise _relation(f"{effective} is too small for Swarm's addresses; use a /30 or larger")
+        for field in ("gateway", "internal_ip", "external_ip"):
+            address = data.get(field)
+            if address is not None and address in effective:
+                raise _relation(
+                    f"{effective} holds {qualified(to_camel(field))} {address}; Swarm allocates "
+                    "from this range, so static addresses must lie outside it"
+                )
+        return effective
+
+    # --- where things run
+
+    @property
+    def multi_host(self) -> bool:
+        """True when internal and external run on different hosts (an overlay joins them)."""
+        return self.internal_host != self.external_host
+
+    @property
+    def network_driver(self) -> str:
+        return "overlay" if self.multi_host else "bridge"
+
+    def host_of(self, service: str) -> DockerHost:
+        """The host that runs `service` (the default engine's when c2c:hosts is empty)."""
+        name = self.internal_host if service == "internal" else self.external_host
+        return self.hosts[name] if name is not None else default_host()
+
+    @property
+    def network_host(self) -> DockerHost:
+        """Where the network is created: a Swarm manager for an overlay (c2c:swarmManager,
+        else external's host), else the one host both services run on."""
+        if self.multi_host and self.swarm_manager is not None:
+            return self.hosts[self.swarm_manager]
+        return self.host_of("external")
+
+    @property
+    def swarm_ip_range(self) -> ipaddress.IPv4Network | None:
+        """The overlay's ip_range (validated above); None on a bridge, which has none."""
+        return self.overlay_ip_range if self.multi_host else None
+
+    # --- names
+
     @property
     def prefix(self) -> str:
         return f"{PROJECT}-{self.stack}"
@@ -234,9 +338,10 @@ class StackSettings(BaseModel):
 
     @property
     def endpoint(self) -> str:
-        # A wildcard bind is reachable on loopback; a specific address only on itself.
+        # A wildcard bind is reachable at external's host address (on loopback when that is
+        # this machine's default engine); a specific address only on itself.
         if self.host_bind_address.is_unspecified:
-            host = "localhost"
+            host = self.host_of("external").url_host
         elif self.host_bind_address.version == 6:
             host = f"[{self.host_bind_address}]"
         else:
@@ -244,13 +349,31 @@ class StackSettings(BaseModel):
         return f"http://{host}:{self.host_port}"
 
 
-# Every `c2c:*` key, with the type Pulumi.yaml must declare for it. Integers only: the project
+def _upper_half(subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    """c2c:overlayIpRange's blank default: the subnet's upper half (172.13.128.0/17 of the
+    seed's /16), away from the low static addresses."""
+    return list(subnet.subnets(prefixlen_diff=1))[-1]
+
+
+def _config_type(annotation: Any) -> str:
+    if annotation is int:
+        return "integer"
+    return "object" if get_origin(annotation) is dict else "string"
+
+
+# Every `c2c:*` key, with the type Pulumi.yaml must declare for it. No floats: the project
 # config schema has no float type, so timeouts are whole milliseconds.
 CONFIG_TYPES: dict[str, str] = {
-    to_camel(name): "integer" if field.annotation is int else "string"
+    to_camel(name): _config_type(field.annotation)
     for name, field in StackSettings.model_fields.items()
     if name != "stack"
 }
+
+
+# Keys whose Pulumi.yaml default is blank: unset is a meaning of its own (see each key).
+OPTIONAL_KEYS: frozenset[str] = frozenset(
+    to_camel(name) for name, field in StackSettings.model_fields.items() if not field.is_required()
+)
 
 
 class ConfigReader(Protocol):
@@ -293,7 +416,8 @@ def load_settings(cfg: ConfigReader, stack: str) -> StackSettings:
 
 def _problem(error: ErrorDetails) -> tuple[str, str]:
     """One pydantic error as (`c2c:<key>` or `stack '<name>'`, why)."""
-    key = str(error["loc"][0])
+    # A blank optional key is validated as its default, under its field name, not its alias.
+    key = to_camel(str(error["loc"][0]))
     if error["type"] == "missing":
         reason = MISSING
     elif error["type"] == "value_error":  # a parser's ValueError, without pydantic's prefix

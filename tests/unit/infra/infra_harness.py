@@ -10,6 +10,7 @@ add the outputs the real provider computes and the program consumes (`repoDigest
 from __future__ import annotations
 
 import hashlib
+import json
 import runpy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ NETWORK = "docker:index/network:Network"
 CONTAINER = "docker:index/container:Container"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 COMPONENT = "c2c:index:ServicePair"
+PROVIDER = "pulumi:providers:docker"
 
 
 FAKE_DOCKERIGNORE = "*\n!Dockerfile\n!app/\n**/__pycache__\n**/*.pyc\n"
@@ -64,11 +66,16 @@ def write_services(root: Path) -> Path:
     return root
 
 
+def config_text(value: object) -> str:
+    """A config value as the CLI hands it to the program: objects as JSON, the rest as text."""
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
 def project_defaults() -> dict[str, str]:
     """Every key's default from Pulumi.yaml, as the strings the CLI hands the program."""
     project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text(encoding="utf-8"))
     config: dict[str, dict[str, object]] = project["config"]
-    return {key: str(spec["default"]) for key, spec in config.items()}
+    return {key: config_text(spec["default"]) for key, spec in config.items()}
 
 
 def fake_image_id(image_name: str) -> str:
@@ -85,6 +92,8 @@ class Registration:
     parent: str = ""
     dependencies: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
+    # "<provider urn>::<id>" of an explicit provider; "" for the default provider.
+    provider: str = ""
 
 
 class RecordingMocks(Mocks):
@@ -132,6 +141,7 @@ class RecordingMonitor(MockMonitor):
             entry.parent = request.parent
             entry.dependencies = list(request.dependencies)
             entry.delete_before_replace = request.deleteBeforeReplace
+            entry.provider = request.provider
         return response
 
 
@@ -152,6 +162,10 @@ class Run:
         ]
         assert len(found) == 1, f"expected one {type_} with {inputs}, found {len(found)}"
         return found[0]
+
+    def provider_urn(self, entry: Registration) -> str:
+        """The URN of the explicit provider `entry` was registered with ("" for none)."""
+        return entry.provider.rsplit("::", 1)[0] if entry.provider else ""
 
     def container(self, name: str) -> Registration:
         return self.only(CONTAINER, name=name)

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 
 import pulumi
 import pytest
 
-from c2c_infra.config import CONFIG_TYPES, ConfigError, StackSettings, load_settings
+from c2c_infra.config import (
+    CONFIG_TYPES,
+    OPTIONAL_KEYS,
+    ConfigError,
+    StackSettings,
+    load_settings,
+)
 
 
 class DictConfig:
@@ -142,7 +149,7 @@ def test_the_message_quotes_the_value_and_the_subnet(defaults: dict[str, str]) -
     assert str(error) == "c2c:internalIp: 172.14.0.2 is outside c2c:subnet 172.13.0.0/16"
 
 
-@pytest.mark.parametrize("key", sorted(CONFIG_TYPES))
+@pytest.mark.parametrize("key", sorted(set(CONFIG_TYPES) - OPTIONAL_KEYS))
 def test_a_missing_key_is_rejected_naming_it(defaults: dict[str, str], key: str) -> None:
     values = {name: value for name, value in defaults.items() if name != key}
     with pytest.raises(ConfigError) as caught:
@@ -193,3 +200,173 @@ def test_usable_stack_names_are_accepted(defaults: dict[str, str], stack: str) -
 def test_config_error_is_a_run_error_for_a_clean_cli_message(defaults: dict[str, str]) -> None:
     # The language host prints a RunError as a plain `error:` line, without a traceback.
     assert isinstance(rejected(defaults, hostPort="0"), pulumi.RunError)
+
+
+# --- hosts: where each service runs ------------------------------------------------------
+
+LAB_HOSTS = {
+    "a": {"url": "unix:///run/c2c-lab/lab/a/docker.sock", "address": "198.18.0.1"},
+    "b": {"url": "unix:///run/c2c-lab/lab/b/docker.sock", "address": "198.18.0.2"},
+}
+
+
+def on_hosts(hosts: object = LAB_HOSTS, **overrides: str) -> dict[str, str]:
+    return {"hosts": json.dumps(hosts), "internalHost": "b", "externalHost": "a", **overrides}
+
+
+def test_the_optional_keys_are_the_placement_keys() -> None:
+    assert {"internalHost", "externalHost", "swarmManager", "overlayIpRange"} == OPTIONAL_KEYS
+
+
+def test_no_hosts_is_one_engine_through_the_default_provider(defaults: dict[str, str]) -> None:
+    settings = load(defaults)
+    assert settings.hosts == {}
+    for service in ("internal", "external"):
+        host = settings.host_of(service)
+        assert (host.name, host.url, host.address) == ("default", None, "localhost")
+    assert settings.network_driver == "bridge"
+    assert settings.swarm_ip_range is None
+
+
+def test_two_hosts_give_an_overlay_through_external_s_host(defaults: dict[str, str]) -> None:
+    settings = load(defaults, **on_hosts())
+    assert settings.host_of("internal").name == "b"
+    assert settings.host_of("external").url == "unix:///run/c2c-lab/lab/a/docker.sock"
+    assert settings.network_driver == "overlay"
+    assert settings.network_host.name == "a"
+    # Blank: the subnet's upper half, which the seed's .1, .2 and .3 lie outside of.
+    assert settings.swarm_ip_range == ipaddress.IPv4Network("172.13.128.0/17")
+    assert settings.endpoint == "http://198.18.0.1:8090"
+
+
+def test_a_named_swarm_manager_and_ip_range_are_used(defaults: dict[str, str]) -> None:
+    hosts = {**LAB_HOSTS, "m": "tcp://10.1.0.9:2375"}
+    settings = load(defaults, **on_hosts(hosts, swarmManager="m", overlayIpRange="172.13.64.0/18"))
+    assert settings.network_host.name == "m"
+    assert settings.swarm_ip_range == ipaddress.IPv4Network("172.13.64.0/18")
+
+
+def test_both_services_on_one_host_keep_the_bridge(defaults: dict[str, str]) -> None:
+    settings = load(defaults, **on_hosts(internalHost="a"))
+    assert settings.network_driver == "bridge"
+    assert settings.network_host.name == "a"
+    assert settings.swarm_ip_range is None
+
+
+@pytest.mark.parametrize(
+    ("entry", "address"),
+    [
+        ("tcp://10.0.0.7:2376", "10.0.0.7"),
+        ("tcp://docker-b.example:2375", "docker-b.example"),
+        ("ssh://deploy@10.0.0.8", "10.0.0.8"),
+        ("ssh://deploy@[fd00::8]:2222", "fd00::8"),
+        ({"url": "tcp://10.0.0.7:2376", "address": "192.0.2.7"}, "192.0.2.7"),
+    ],
+)
+def test_a_host_address_is_the_url_s_host_unless_given(
+    defaults: dict[str, str], entry: object, address: str
+) -> None:
+    settings = load(defaults, **on_hosts({"a": LAB_HOSTS["a"], "b": entry}))
+    assert settings.host_of("internal").address == address
+
+
+def test_an_ipv6_host_address_is_bracketed_in_the_endpoint(defaults: dict[str, str]) -> None:
+    hosts = {"a": "ssh://deploy@[fd00::7]", "b": "ssh://deploy@[fd00::8]"}
+    assert load(defaults, **on_hosts(hosts)).endpoint == "http://[fd00::7]:8090"
+
+
+INVALID_PLACEMENT = [
+    (on_hosts("a,b"), "c2c:hosts", "is not a map of host name -> Docker URL"),
+    (on_hosts(["a"]), "c2c:hosts", "is not a map"),
+    (
+        on_hosts({"a": "unix:///x.sock", "b": "tcp://h"}),
+        "c2c:hosts",
+        "host 'a': unix:///x.sock is a local socket: give the host's address",
+    ),
+    (on_hosts({"A": "tcp://h", "b": "tcp://h"}), "c2c:hosts", "host 'A': a host name is"),
+    (
+        on_hosts({"default": "tcp://h", "b": "tcp://h"}),
+        "c2c:hosts",
+        "'default' names the engine DOCKER_HOST",
+    ),
+    (
+        on_hosts({"a": "http://h:80", "b": "tcp://h"}),
+        "c2c:hosts",
+        "use a unix://, tcp:// or ssh:// URL",
+    ),
+    (on_hosts({"a": "tcp://h:99999", "b": "tcp://h"}), "c2c:hosts", "has an invalid port"),
+    (
+        on_hosts({"a": "tcp:///path", "b": "tcp://h"}),
+        "c2c:hosts",
+        "is not tcp://[user@]host[:port]",
+    ),
+    (on_hosts({"a": "unix://rel.sock", "b": "tcp://h"}), "c2c:hosts", "absolute socket path"),
+    (
+        on_hosts({"a": {"url": "tcp://h", "addr": "x"}, "b": "tcp://h"}),
+        "c2c:hosts",
+        "unknown field 'addr'",
+    ),
+    (
+        on_hosts({"a": {"address": "10.0.0.1"}, "b": "tcp://h"}),
+        "c2c:hosts",
+        "url (the engine's Docker URL) is required",
+    ),
+    (
+        on_hosts({"a": {"url": "tcp://h", "address": "no spaces"}, "b": "tcp://h"}),
+        "c2c:hosts",
+        "address 'no spaces' is not an IP address or DNS name",
+    ),
+    (
+        on_hosts({"a": 7, "b": "tcp://h"}),
+        "c2c:hosts",
+        "7 is neither a Docker URL nor {url, address}",
+    ),
+    (on_hosts(internalHost="c"), "c2c:internalHost", "'c' is not a host of c2c:hosts (a, b)"),
+    (
+        on_hosts(externalHost=""),
+        "c2c:externalHost",
+        "is required when c2c:hosts is set: one of a, b",
+    ),
+    (on_hosts(swarmManager="z"), "c2c:swarmManager", "'z' is not a host of c2c:hosts"),
+    (on_hosts(internalHost="B!"), "c2c:internalHost", "is not a host name"),
+    ({"internalHost": "a"}, "c2c:internalHost", "'a' needs c2c:hosts, which is empty"),
+    (
+        on_hosts(overlayIpRange="10.0.0.0/24"),
+        "c2c:overlayIpRange",
+        "10.0.0.0/24 is outside c2c:subnet",
+    ),
+    (
+        on_hosts(overlayIpRange="172.13.0.0/24"),
+        "c2c:overlayIpRange",
+        "holds c2c:gateway 172.13.0.1; Swarm allocates",
+    ),
+    (on_hosts(overlayIpRange="172.13.9.0/31"), "c2c:overlayIpRange", "too small for Swarm"),
+    (on_hosts(overlayIpRange="not-a-range"), "c2c:overlayIpRange", "is not a valid CIDR"),
+    (
+        on_hosts(internalIp="172.13.200.2"),
+        "c2c:overlayIpRange",
+        "172.13.128.0/17 holds c2c:internalIp 172.13.200.2",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "key", "phrase"), INVALID_PLACEMENT)
+def test_invalid_placement_is_one_line_naming_the_key(
+    defaults: dict[str, str], overrides: dict[str, str], key: str, phrase: str
+) -> None:
+    error = rejected(defaults, **overrides)
+    assert error.keys == [key]
+    assert phrase in str(error)
+    assert len(str(error).splitlines()) == 1
+
+
+def test_every_bad_host_entry_is_named_on_the_one_line(defaults: dict[str, str]) -> None:
+    error = rejected(defaults, **on_hosts({"a": "http://x", "b": "unix:///y"}))
+    assert str(error).startswith("c2c:hosts: host 'a': ")
+    assert "; host 'b': " in str(error)
+
+
+def test_the_ip_range_is_not_checked_on_a_bridge(defaults: dict[str, str]) -> None:
+    # One host: the overlay's range is unused, so a gateway inside it is no problem.
+    settings = load(defaults, gateway="172.13.200.1", **on_hosts(internalHost="a"))
+    assert settings.network_driver == "bridge"

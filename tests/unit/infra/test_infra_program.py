@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from tests.unit.infra.infra_harness import (
     COMPONENT,
     CONTAINER,
     NETWORK,
+    PROVIDER,
     REPO_ROOT,
     RecordingMocks,
     Registration,
@@ -228,6 +230,11 @@ def test_exports(dev: Run) -> None:
     external = dev.image("external").inputs["name"]
     assert dev.outputs == {
         "endpoint": "http://localhost:8090",
+        "internalHost": "default",
+        "internalHostAddress": "localhost",
+        "externalHost": "default",
+        "externalHostAddress": "localhost",
+        "networkDriver": "bridge",
         "internalIp": "172.13.0.2",
         "externalIp": "172.13.0.3",
         "subnet": "172.13.0.0/16",
@@ -409,3 +416,111 @@ def test_the_same_mocks_do_record_a_valid_run(services_dir: Path, defaults: dict
     mocks = RecordingMocks()
     run_main(defaults, mocks=mocks)
     assert len(mocks.registered) == 6
+
+
+# --- hosts: one provider each, every resource on the host it lives on ---------------------
+
+LAB_HOSTS = {
+    "a": {"url": "unix:///run/c2c-lab/lab/a/docker.sock", "address": "198.18.0.1"},
+    "b": {"url": "unix:///run/c2c-lab/lab/b/docker.sock", "address": "198.18.0.2"},
+}
+
+
+def on_hosts(defaults: dict[str, str], internal: str, external: str, **extra: str) -> Run:
+    hosts = json.dumps(LAB_HOSTS)
+    config = {**defaults, "hosts": hosts, "internalHost": internal, "externalHost": external}
+    return run_main({**config, **extra}, stack="multihost")
+
+
+@pytest.fixture
+def across(services_dir: Path, defaults: dict[str, str]) -> Run:
+    return on_hosts(defaults, internal="b", external="a")
+
+
+def host_of(run: Run, entry: Registration) -> str:
+    """The c2c:hosts name of the explicit provider `entry` was registered with."""
+    providers = {provider.urn: provider.inputs["host"] for provider in run.of_type(PROVIDER)}
+    by_url = {spec["url"]: name for name, spec in LAB_HOSTS.items()}
+    return by_url[providers[run.provider_urn(entry)]]
+
+
+def test_the_default_program_declares_no_provider(dev: Run) -> None:
+    # Existing stacks keep the default provider: an explicit one would replace everything.
+    assert dev.of_type(PROVIDER) == []
+    assert all(entry.provider == "" for entry in dev.registered)
+
+
+def test_one_provider_per_host_each_a_child_of_the_pair(across: Run) -> None:
+    (pair,) = across.of_type(COMPONENT)
+    providers = across.of_type(PROVIDER)
+    assert {p.name: p.inputs["host"] for p in providers} == {
+        "c2c-host-a": "unix:///run/c2c-lab/lab/a/docker.sock",
+        "c2c-host-b": "unix:///run/c2c-lab/lab/b/docker.sock",
+    }
+    assert all(p.parent == pair.urn for p in providers)
+
+
+def test_each_image_and_container_lives_on_the_host_that_runs_it(across: Run) -> None:
+    for service, host in (("internal", "b"), ("external", "a")):
+        assert host_of(across, across.image(service)) == host
+        assert host_of(across, across.container(f"c2c-multihost-{service}")) == host
+
+
+def test_services_on_two_hosts_share_an_attachable_overlay_made_by_the_manager(
+    across: Run,
+) -> None:
+    (network,) = across.of_type(NETWORK)
+    assert host_of(across, network) == "a"
+    assert network.inputs["driver"] == "overlay"
+    assert network.inputs["attachable"] is True
+    assert network.inputs["ipamConfigs"] == [
+        {"subnet": "172.13.0.0/16", "gateway": "172.13.0.1", "ipRange": "172.13.128.0/17"}
+    ]
+    for service, address in (("internal", "172.13.0.2"), ("external", "172.13.0.3")):
+        container = across.container(f"c2c-multihost-{service}")
+        assert container.inputs["networksAdvanced"] == [
+            {"name": "c2c-multihost-net", "ipv4Address": address}
+        ]
+        assert network.urn in container.dependencies
+
+
+def test_a_named_swarm_manager_creates_the_overlay(
+    services_dir: Path, defaults: dict[str, str]
+) -> None:
+    run = on_hosts(defaults, internal="b", external="a", swarmManager="b")
+    (network,) = run.of_type(NETWORK)
+    assert host_of(run, network) == "b"
+
+
+def test_services_on_one_host_keep_the_bridge_there(
+    services_dir: Path, defaults: dict[str, str]
+) -> None:
+    run = on_hosts(defaults, internal="b", external="b")
+    (network,) = run.of_type(NETWORK)
+    assert host_of(run, network) == "b"
+    assert network.inputs["driver"] == "bridge"
+    assert "attachable" not in network.inputs
+    assert network.inputs["ipamConfigs"] == [{"subnet": "172.13.0.0/16", "gateway": "172.13.0.1"}]
+    assert run.outputs["networkDriver"] == "bridge"
+    assert run.outputs["endpoint"] == "http://198.18.0.2:8090"
+
+
+def test_exports_say_where_each_service_runs(across: Run) -> None:
+    assert {key: across.outputs[key] for key in across.outputs if "Host" in key} == {
+        "internalHost": "b",
+        "internalHostAddress": "198.18.0.2",
+        "externalHost": "a",
+        "externalHostAddress": "198.18.0.1",
+    }
+    assert across.outputs["networkDriver"] == "overlay"
+    assert across.outputs["endpoint"] == "http://198.18.0.1:8090"
+    (pair,) = across.of_type(COMPONENT)
+    assert across.resource_outputs[pair.urn] == across.outputs
+
+
+def test_a_specific_bind_address_is_the_endpoint_on_any_host(
+    services_dir: Path, defaults: dict[str, str]
+) -> None:
+    run = on_hosts(defaults, internal="b", external="a", hostBindAddress="198.18.0.1")
+    assert run.outputs["endpoint"] == "http://198.18.0.1:8090"
+    assert run.container("c2c-multihost-external").inputs["ports"][0]["ip"] == "198.18.0.1"

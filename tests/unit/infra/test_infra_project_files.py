@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from c2c_infra.config import CONFIG_TYPES, load_settings
-from tests.unit.infra.infra_harness import REPO_ROOT, run_main
+from tests.unit.infra.infra_harness import REPO_ROOT, config_text, run_main
 
 
 def read_yaml(name: str) -> Any:
@@ -44,7 +44,7 @@ def test_every_key_the_program_reads_is_declared_with_type_default_and_descripti
 ) -> None:
     declared = project["config"]
     assert set(declared) == set(CONFIG_TYPES)
-    yaml_types = {"string": str, "integer": int}
+    yaml_types = {"string": str, "integer": int, "object": dict}
     for key, spec in declared.items():
         assert spec["type"] == CONFIG_TYPES[key], key
         assert isinstance(spec["default"], yaml_types[spec["type"]]), key
@@ -117,8 +117,64 @@ def test_readme_tables_document_every_config_key_with_its_default_and_every_expo
         for line in readme.splitlines()
         if line.startswith("| `c2c:") and len(cells := line.split("|")) > 3
     }
-    assert rows == {f"c2c:{key}": str(spec["default"]) for key, spec in project["config"].items()}
+    assert rows == {
+        f"c2c:{key}": config_text(spec["default"]) for key, spec in project["config"].items()
+    }
     exports = run_main(defaults).outputs
     assert exports
     for name in exports:
         assert f"`{name}`" in readme, name
+
+
+# --- the lab stack ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def multihost_config() -> dict[str, Any]:
+    config: dict[str, Any] = read_yaml("Pulumi.multihost.yaml")["config"]
+    return config
+
+
+def test_multihost_stack_runs_internal_on_b_and_external_on_a_of_the_lab(
+    defaults: dict[str, str], multihost_config: dict[str, Any]
+) -> None:
+    values = {
+        **defaults,
+        **{key.removeprefix("c2c:"): config_text(v) for key, v in multihost_config.items()},
+    }
+    settings = load_settings(values, "multihost")
+    assert settings.network_driver == "overlay"
+    assert settings.network_host.name == "a"  # the lab's Swarm manager
+    for service, host, address in (
+        ("internal", "b", "198.18.0.2"),
+        ("external", "a", "198.18.0.1"),
+    ):
+        placed = settings.host_of(service)
+        assert (placed.name, placed.address) == (host, address)
+        # The socket `python -m lab up --hosts a,b` makes for that host (lab.naming).
+        assert placed.url == f"unix:///run/c2c-lab/lab/{host}/docker.sock"
+    assert str(settings.subnet) == "172.13.0.0/16"
+    assert (str(settings.gateway), str(settings.internal_ip), str(settings.external_ip)) == (
+        "172.13.0.1",
+        "172.13.0.2",
+        "172.13.0.3",
+    )
+    assert settings.endpoint == "http://198.18.0.1:8090"
+
+
+def test_multihost_stack_matches_the_lab_s_names_and_addresses(
+    multihost_config: dict[str, Any],
+) -> None:
+    from lab.naming import DEFAULT_HOSTS, DEFAULT_LAB, DEFAULT_UNDERLAY, AddressPlan, LabNames
+
+    names, plan = LabNames(DEFAULT_LAB), AddressPlan(DEFAULT_UNDERLAY)
+    assert multihost_config["c2c:hosts"] == {
+        host: {"url": names.docker_host(host), "address": str(plan.host(i).ip)}
+        for i, host in enumerate(DEFAULT_HOSTS)
+    }
+
+
+def test_multihost_stack_salt_was_made_for_the_dev_passphrase() -> None:
+    # Made by `pulumi stack init` with PULUMI_CONFIG_PASSPHRASE=c2c-dev-stack-no-secrets.
+    salt = read_yaml("Pulumi.multihost.yaml")["encryptionsalt"]
+    assert salt == "v1:fC6SFNqa2PE=:v1:jkOH1+wUH+Qr96Q1:5JLjBJWrTn6CCFH3DmU9PwvjoYKXzQ=="
