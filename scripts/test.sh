@@ -13,11 +13,13 @@ source "$scripts/lib.sh"
 
 prepare_e2e() {
     c2c_timed host-packages "$scripts/host-packages.sh" || return 1
-    c2c_timed docker-engine "$scripts/ensure-docker.sh" || return 1
-    local base
-    base="$(c2c_timed base-image "$scripts/base-image.sh")" || return 1
-    export C2C_BASE_IMAGE="$base"
+    c2c_timed host-docker "$scripts/ensure-docker.sh" || return 1
+    # The project's own base (the default c2c:baseImage): every lab engine is loaded with it.
+    c2c_timed base-image "$scripts/base-image.sh" >/dev/null || return 1
     c2c_timed wheelhouse "$scripts/wheelhouse.sh" || return 1
+    # The second engine the e2e suite runs on: the current Docker engine, built from pinned Go
+    # modules on first use (minutes), then cached per user.
+    c2c_timed current-docker-engine "$scripts/docker-engine.sh" >/dev/null || return 1
     # The same PATH and PULUMI_HOME as `make up` (pulumi-env.sh); the e2e harness gives each
     # run its own backend and passphrase.
     # shellcheck source=scripts/pulumi-env.sh

@@ -1,10 +1,15 @@
-"""Fixtures for the end-to-end tests: a real Docker engine, real stacks.
+"""Fixtures for the end-to-end tests: real Docker engines of the suite's own, real stacks.
 
-They run when scripts/test.sh could prepare the engine, base image and toolchain. Outside CI
-they skip with the reason; with CI=true a missing prerequisite fails the session instead.
-Every stack fixture owns its teardown (destroy, then remove the stack), and a stack a test
-destroyed is deployed again for the next module that needs it, so any test file runs alone
-and in any order.
+The suite never uses the machine's own engine: every stack runs on a Docker engine in a network
+namespace of the suite's own (a one-host lab, see lab/), so a user's `dev` stack on the
+default subnet stays up beside it (`make up`, then `make test`). The whole suite runs once per
+engine kind (ENGINE_KINDS): Debian's docker.io 20.10 and the current engine built from pinned
+Go modules (scripts/docker-engine.sh).
+
+They run when scripts/test.sh could prepare the toolchain and base image. Outside CI they skip
+with the reason; with CI=true a missing prerequisite fails the session instead. Every stack
+fixture owns its teardown (destroy, then remove the stack), and a stack a test destroyed is
+deployed again for the next module that needs it, so any test file runs alone and in any order.
 """
 
 from __future__ import annotations
@@ -18,8 +23,20 @@ from typing import Any
 
 import docker
 import pytest
+from pulumi import automation as auto
 
-from tests.e2e.harness import ALT_CONFIG, IN_CI
+from lab import OFFLINE_BASE_IMAGE, EngineSpec, Host, Lab
+from lab.modern import modern_engine_spec
+from tests.e2e.harness import (
+    ALT_CONFIG,
+    ENGINE_KINDS,
+    ENGINE_LABS,
+    EXTERNAL_HOST,
+    IN_CI,
+    INTERNAL_HOST,
+    MULTIHOST_LABS,
+    require_root,
+)
 from tests.support import stacks
 from tests.support.stacks import Engine, Project, Stack
 
@@ -33,10 +50,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
-@pytest.fixture(scope="session")
-def engine() -> Engine:
-    """The engine every stack of the session runs on, and where its clients stand."""
-    return Engine.host()
+def _engine_spec(kind: str) -> EngineSpec:
+    # Debian's dockerd from PATH, or the current one (built on first use, then cached).
+    return modern_engine_spec() if kind == "docker-current" else EngineSpec()
+
+
+@pytest.fixture(scope="session", params=ENGINE_KINDS)
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """The engine every stack of the session runs on: a one-host lab of the suite's own, whose
+    clients stand inside its namespace (so `localhost:<hostPort>` is docker-proxy's, as on a
+    real host)."""
+    kind: str = request.param
+    require_root("the suite's engines run in network namespaces of its own")
+    name, underlay = ENGINE_LABS[kind]
+    spec = _engine_spec(kind)
+    lab = Lab(name, hosts=("e2e",), underlay=underlay, base_image=OFFLINE_BASE_IMAGE, engine=spec)
+    with stacks.timed(f"lab {name} ({kind}): up"):
+        (host,) = lab.up()
+    yield Engine(kind=kind, docker_host=host.docker_host, netns=host.netns, spec=spec)
+    with stacks.timed(f"lab {name} ({kind}): down"):
+        lab.down()
 
 
 def _unavailable_reason(engine: Engine) -> str | None:
@@ -79,18 +112,20 @@ def _subnet_holder(client: docker.DockerClient, subnet: ipaddress.IPv4Network) -
 def project(
     engine: Engine, docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Project:
+    # The suite's own engine: only an earlier run's leftovers could hold the default subnet,
+    # and those were removed above; anything else is a bug worth stopping for.
     holder = _subnet_holder(docker_client, DEFAULT_SUBNET)
     if holder:
         pytest.fail(
-            f"Docker network {holder} already uses {DEFAULT_SUBNET}, which the e2e tests deploy "
-            "with the default config: run `make down` (or remove it) first",
+            f"Docker network {holder} already uses {DEFAULT_SUBNET} on the suite's own engine "
+            f"({engine.docker_host})",
             pytrace=False,
         )
     return Project(
-        tmp_path_factory.mktemp("c2c-e2e") / "project",
+        tmp_path_factory.mktemp(f"c2c-e2e-{engine.kind}") / "project",
         engine=engine,
         docker_client=docker_client,
-        base_image=os.environ.get("C2C_BASE_IMAGE", "python:3.11-slim"),
+        base_image=OFFLINE_BASE_IMAGE,  # the image every lab engine is loaded with
     )
 
 
@@ -126,6 +161,72 @@ def alt_stack(second_stack: Stack) -> Stack:
 def config(deployed_stack: Stack) -> dict[str, str]:
     """The default stack's effective `c2c:*` config."""
     return deployed_stack.settings()
+
+
+# --- two hosts: a lab of two engines in one Swarm, and the stack across them ------------------
+
+
+@pytest.fixture(scope="module")
+def multihost_lab(engine: Engine) -> Iterator[Lab]:
+    """Two lab hosts of the session's engine kind in one Swarm (manager ma, worker mb)."""
+    name, underlay = MULTIHOST_LABS[engine.kind]
+    lab = Lab(
+        name,
+        hosts=(EXTERNAL_HOST, INTERNAL_HOST),
+        underlay=underlay,
+        swarm=True,
+        base_image=OFFLINE_BASE_IMAGE,
+        engine=engine.spec,
+    )
+    lab.down()  # what an interrupted earlier run left
+    yield lab
+    lab.down()
+
+
+@pytest.fixture(scope="module")
+def multihost_hosts(multihost_lab: Lab) -> dict[str, Host]:
+    with stacks.timed(f"lab {multihost_lab.name}: up from nothing"):
+        found = multihost_lab.up()
+    return {host.name: host for host in found}
+
+
+@pytest.fixture(scope="module")
+def multihost_engines(
+    multihost_hosts: dict[str, Host],
+) -> Iterator[dict[str, docker.DockerClient]]:
+    clients = {
+        name: docker.DockerClient(base_url=host.docker_host, timeout=60)
+        for name, host in multihost_hosts.items()
+    }
+    yield clients
+    for client in clients.values():
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def multihost_stack(project: Project, multihost_hosts: dict[str, Host]) -> Iterator[Stack]:
+    """The stack on the two-host lab, as Pulumi.multihost.yaml configures `make lab`'s: internal
+    on mb, external on ma. Not yet deployed."""
+    stack = project.stack("mh", internalHost=INTERNAL_HOST, externalHost=EXTERNAL_HOST)
+    # c2c:hosts is an object: set its leaves by path (pulumi config set --path).
+    project.workspace.set_all_config(
+        stack.name,
+        {
+            f"c2c:hosts.{name}.{key}": auto.ConfigValue(value=value)
+            for name, host in multihost_hosts.items()
+            for key, value in (("url", host.docker_host), ("address", str(host.address)))
+        },
+        path=True,
+    )
+    yield stack
+    stack.destroy()  # a no-op when a test destroyed it already
+    stack.remove()
+
+
+@pytest.fixture(scope="module")
+def multihost_client(multihost_hosts: dict[str, Host]) -> Engine:
+    """A client in the host namespace, on the underlay, of what external's host publishes."""
+    return Engine(published_host=str(multihost_hosts[EXTERNAL_HOST].address))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

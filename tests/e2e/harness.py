@@ -5,6 +5,7 @@ Under CI=true a missing prerequisite fails a test instead of skipping it.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import time
@@ -84,3 +85,21 @@ def add_field_to_internal_answer(project_dir: Path, name: str, value: str) -> No
     anchor = '"service": "internal"'
     assert anchor in source, "the internal view's answer moved; update this test"
     views.write_text(source.replace(anchor, f'{anchor}, "{name}": "{value}"', 1))
+
+
+# --- the suite's engines and labs (fixtures in conftest.py) --------------------------------
+
+# Engine kind -> (its lab's name, underlay), distinct from `make lab`'s and every other test's.
+ENGINE_LABS = {
+    "docker-20.10": ("e2edeb", ipaddress.IPv4Network("198.18.1.0/24")),
+    "docker-current": ("e2ecur", ipaddress.IPv4Network("198.18.2.0/24")),
+}
+ENGINE_KINDS = tuple(ENGINE_LABS)
+
+
+# Engine kind -> the two-host lab's name and underlay; hosts in address order (.1, .2).
+MULTIHOST_LABS = {
+    "docker-20.10": ("mhdeb", ipaddress.IPv4Network("198.18.5.0/24")),
+    "docker-current": ("mhcur", ipaddress.IPv4Network("198.18.6.0/24")),
+}
+EXTERNAL_HOST, INTERNAL_HOST = "ma", "mb"

@@ -11,25 +11,19 @@ deployment; the fixtures' finalizers destroy the stack and remove the lab whatev
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import socket
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import docker
 import pytest
-from pulumi import automation as auto
 
-from lab import OFFLINE_BASE_IMAGE, Host, Lab, system
-from tests.e2e.harness import record_measurements, require_root
-from tests.support.stacks import Engine, Project, Stack, stack_filter, timed
+from lab import Host, Lab, system
+from tests.e2e.harness import EXTERNAL_HOST, INTERNAL_HOST, record_measurements
+from tests.support.stacks import Engine, Stack, stack_filter, timed
 
-LAB_NAME = "mh"
-EXTERNAL_HOST, INTERNAL_HOST = "ma", "mb"  # in address order: ma .1, mb .2
-UNDERLAY = ipaddress.IPv4Network("198.18.5.0/24")
 VXLAN_PORT = 4789
 # Marks the counting rules (no target: they only count) in each lab host's namespace.
 VXLAN_COMMENT = "c2c-e2e-vxlan"
@@ -38,64 +32,28 @@ LINK_BACK_WITHIN = 60.0
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    require_root("the lab makes network namespaces, links and Docker engines")
-    lab = Lab(LAB_NAME, hosts=(EXTERNAL_HOST, INTERNAL_HOST), underlay=UNDERLAY, swarm=True)
-    lab.down()  # what an interrupted earlier run left
-    yield lab
-    lab.down()
+def lab(multihost_lab: Lab) -> Lab:
+    return multihost_lab
 
 
 @pytest.fixture(scope="module")
-def hosts(lab: Lab) -> dict[str, Host]:
-    with timed(f"lab {LAB_NAME}: up from nothing"):
-        found = lab.up()
-    return {host.name: host for host in found}
+def hosts(multihost_hosts: dict[str, Host]) -> dict[str, Host]:
+    return multihost_hosts
 
 
 @pytest.fixture(scope="module")
-def engines(hosts: dict[str, Host]) -> Iterator[dict[str, docker.DockerClient]]:
-    clients = {
-        name: docker.DockerClient(base_url=h.docker_host, timeout=60) for name, h in hosts.items()
-    }
-    yield clients
-    for client in clients.values():
-        client.close()
+def engines(multihost_engines: dict[str, docker.DockerClient]) -> dict[str, docker.DockerClient]:
+    return multihost_engines
 
 
 @pytest.fixture(scope="module")
-def mh_stack(project: Project, hosts: dict[str, Host]) -> Iterator[Stack]:
-    """The stack on the lab, as Pulumi.multihost.yaml configures `make lab`: not yet deployed."""
-    stack = project.stack(
-        "mh",
-        baseImage=OFFLINE_BASE_IMAGE,  # the image the lab loads into every engine
-        internalHost=INTERNAL_HOST,
-        externalHost=EXTERNAL_HOST,
-    )
-    # c2c:hosts is an object: set its leaves by path (pulumi config set --path).
-    project.workspace.set_all_config(
-        stack.name,
-        {
-            f"c2c:hosts.{name}.{field}": auto.ConfigValue(value=value)
-            for name, host in hosts.items()
-            for field, value in (("url", host.docker_host), ("address", str(host.address)))
-        },
-        path=True,
-    )
-    yield stack
-    stack.destroy()  # a no-op when a test destroyed it already
-    stack.remove()
+def deployed(multihost_stack: Stack) -> Stack:
+    return multihost_stack.ensure_up()
 
 
 @pytest.fixture(scope="module")
-def deployed(mh_stack: Stack) -> Stack:
-    return mh_stack.ensure_up()
-
-
-@pytest.fixture(scope="module")
-def client(hosts: dict[str, Host]) -> Engine:
-    """A client in the host namespace, on the underlay, of what external's host publishes."""
-    return Engine(published_host=str(hosts[EXTERNAL_HOST].address))
+def client(multihost_client: Engine) -> Engine:
+    return multihost_client
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -253,7 +211,7 @@ def test_internal_comes_back_after_its_engine_restarts(
     deployed: Stack, lab: Lab, client: Engine, engines: dict[str, docker.DockerClient]
 ) -> None:
     before = _stack_containers(engines[INTERNAL_HOST], deployed)["internal"]
-    with timed(f"lab {LAB_NAME}: restart dockerd of {INTERNAL_HOST}"):
+    with timed(f"lab {lab.name}: restart dockerd of {INTERNAL_HOST}"):
         lab.restart_engine(INTERNAL_HOST)
     back = client.wait_for_status(deployed.outputs["endpoint"], 200, within=ENGINE_BACK_WITHIN)
     record_measurements("multihost", {"engine_restart_200_s": round(back, 2)})
@@ -282,14 +240,14 @@ def test_destroy_and_lab_down_leave_nothing(
         assert engine.containers.list(all=True, filters=filters) == [], name
         assert engine.networks.list(filters=filters) == [], name
         assert engine.images.list(filters=filters) == [], name
-    with timed(f"lab {LAB_NAME}: down"):
+    with timed(f"lab {lab.name}: down"):
         lab.down()
     status = lab.status()
     assert status["hosts"] == []
     assert status["bridge"] is None
     assert status["iptables_rules"] == []
     assert not [n for n in system.netns_names() if n.startswith(lab.names.netns_prefix)]
-    assert not [n for n in system.links() if n.startswith(f"c2c{LAB_NAME}")]
+    assert not [n for n in system.links() if n.startswith(f"c2c{lab.name}")]
     assert not lab.names.run_dir.exists()
     assert not lab.names.state_dir.exists()
     assert not system.pids_mentioning([lab.names.run_dir, lab.names.state_dir])

@@ -11,7 +11,6 @@ of it, deployed, inspected, destroyed and removed through `pulumi.automation`, w
 
 from __future__ import annotations
 
-import ctypes
 import os
 import secrets
 import shutil
@@ -28,6 +27,8 @@ import docker
 import requests
 import yaml
 from pulumi import automation as auto
+
+from lab import EngineSpec, nsenter_argv, run_in_netns
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_LABEL = "c2c.project"
@@ -51,29 +52,24 @@ def timed(label: str) -> Iterator[None]:
 
 # --- which engine ------------------------------------------------------------------------
 
-_CLONE_NEWNET = 0x40000000  # <sched.h>: setns() into a network namespace
-
-
-def _setns(fd: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, _CLONE_NEWNET) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"setns: {os.strerror(errno)}")
-
 
 @dataclass(frozen=True)
 class Engine:
     """The Docker engine stacks are deployed to, and where its clients stand.
 
+    kind: which engine build it is (ENGINE_KINDS), for tests whose expectations differ by engine.
     docker_host: DOCKER_HOST for the Pulumi docker provider and docker-py (None: the default).
     published_host: the address a client connects to for a port the stack publishes.
     netns: a named network namespace (`ip netns`) that clients and host commands must run in,
     None for this process's own.
+    spec: how a lab starts this kind of engine, for tests that make a lab of their own.
     """
 
+    kind: str = "host"
     docker_host: str | None = None
     published_host: str = "localhost"
     netns: str | None = None
+    spec: EngineSpec = field(default_factory=EngineSpec)
 
     @classmethod
     def host(cls) -> Engine:
@@ -94,7 +90,7 @@ class Engine:
 
     def command(self, *argv: str) -> list[str]:
         """argv run where the engine's network is (its namespace, if it has one)."""
-        return ["ip", "netns", "exec", self.netns, *argv] if self.netns else list(argv)
+        return nsenter_argv(self.netns, argv) if self.netns else list(argv)
 
     def run(
         self, *argv: str, check: bool = True, timeout: float = 30
@@ -105,26 +101,6 @@ class Engine:
             raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.strip()}")
         return proc
 
-    @contextmanager
-    def client_side(self) -> Iterator[None]:
-        """Open this thread's connections from where the engine's clients stand.
-
-        A socket belongs to the namespace it was created in, so only connections opened inside
-        the block use the engine's namespace; other threads are not affected.
-        """
-        if self.netns is None:
-            yield
-            return
-        with (
-            open(f"/run/netns/{self.netns}") as inside,
-            open("/proc/thread-self/ns/net") as home,
-        ):
-            _setns(inside.fileno())
-            try:
-                yield
-            finally:
-                _setns(home.fileno())
-
     def session(self) -> requests.Session:
         session = requests.Session()
         session.trust_env = False  # straight to the stack, never through a proxy from the env
@@ -133,8 +109,11 @@ class Engine:
     def get(
         self, url: str, *, timeout: float, session: requests.Session | None = None
     ) -> requests.Response:
-        with self.client_side():
-            return (session or self.session()).get(url, timeout=timeout)
+        http = session or self.session()
+        if self.netns is None:
+            return http.get(url, timeout=timeout)
+        # The connection is opened in a thread inside the namespace (lab.run_in_netns).
+        return run_in_netns(self.netns, lambda: http.get(url, timeout=timeout), timeout + 10)
 
     def get_json(self, url: str, timeout: float = 10) -> tuple[int, dict[str, Any], float]:
         """GET url; (status, JSON body, seconds). Only a stack's own endpoint is ever asked."""
