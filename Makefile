@@ -31,13 +31,18 @@ up: venv ## Deploy the stack (engine, base image, toolchain, pulumi up) and curl
 down: venv ## Destroy the stack's containers, network and images
 	scripts/down.sh $(STACK)
 
+# The trace reads Pulumi.$(STACK).yaml: with c2c:hosts (STACK=multihost) it follows the request
+# across the hosts, asking each engine and running each host's commands in its namespace (root).
 .PHONY: trace
-trace: venv ## Trace one request through the deployed stack, hop by hop
+trace: venv ## Trace one request through the deployed stack, hop by hop (STACK=multihost: across hosts)
 	scripts/run-with-toolchain.sh $(VPY) -m packet_trace --stack $(STACK)
 
+# dev draws docs/topology.*, the README's picture; any other stack its own docs/topology-<stack>.*
+DIAGRAM_OUT := docs/topology$(if $(filter-out dev,$(STACK)),-$(STACK))
+
 .PHONY: diagram
-diagram: venv ## Draw docs/topology.svg and .png from the deployed stack
-	scripts/run-with-toolchain.sh $(VPY) -m packet_trace diagram --stack $(STACK) --out docs/topology
+diagram: venv ## Draw docs/topology[-STACK].svg and .png from the deployed stack
+	scripts/run-with-toolchain.sh $(VPY) -m packet_trace diagram --stack $(STACK) --out $(DIAGRAM_OUT)
 
 .PHONY: lab
 lab: ## Simulated hosts a, b (own netns + dockerd each) on 198.18.0.0/24, Swarm a->b (root)

@@ -425,7 +425,11 @@ class Lab:
             system.run(["ip", "netns", "del", names.netns(host)])
             note(f"network namespace {names.netns(host)}")
         if names.veth(host) in system.links():
-            system.run(["ip", "link", "del", names.veth(host)])
+            # Deleting the namespace deletes the pair too, asynchronously: the link may vanish
+            # between the check and the delete, so only a link still there is an error.
+            deleted = system.run(["ip", "link", "del", names.veth(host)], check=False)
+            if deleted.returncode != 0 and names.veth(host) in system.links():
+                raise LabError(f"cannot delete veth {names.veth(host)}: {deleted.stderr.strip()}")
             note(f"veth {names.veth(host)}")
         for directory in roots:
             if system.remove_dir(directory):

@@ -10,6 +10,7 @@ sends is "locally generated": it passes OUTPUT, never PREROUTING, and has no inp
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from collections import Counter
 from dataclasses import dataclass, replace
 
@@ -17,9 +18,13 @@ from packet_trace.model import (
     BridgeEndpoint,
     BridgeHop,
     CounterMove,
+    ForwardingStep,
     Listener,
     NatRule,
+    OverlayEndpoint,
+    OverlayHostView,
     StackOutputs,
+    TraceHost,
 )
 from packet_trace.parse import ContainerInfo, ContainerLink, Link, PortBinding
 
@@ -232,3 +237,101 @@ def stack_outputs(
         network_name=bridge.network_name,
         internal_url=external.env.get("INTERNAL_URL", ""),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# multi-host: the request from another machine, the overlay's namespace and forwarding
+# ---------------------------------------------------------------------------------------------
+
+
+def interface_admits(condition: str | None, interface: str | None) -> bool:
+    """Does a rule's interface condition ('eth0', '!docker0', None) admit a packet that came in
+    on `interface` (None: sent by this host)?"""
+    if condition is None:
+        return True
+    if interface is None:
+        return admits_locally_generated(condition)
+    negated = condition.startswith("!")
+    name = condition.lstrip("!")
+    # iptables' '+' suffix is a prefix match.
+    same = interface.startswith(name[:-1]) if name.endswith("+") else interface == name
+    return same != negated
+
+
+def traverses_dnat_from_outside(
+    rules: list[NatRule], dnat: NatRule, target_ip: str, in_interface: str
+) -> bool:
+    """Would a connection from another machine to target_ip:dport, arriving on in_interface, hit
+    `dnat`? It enters the nat table at PREROUTING. target_ip must be local to the host."""
+    entered = any(
+        r.chain == "PREROUTING"
+        and ip_matches(r.destination, target_ip)
+        and interface_admits(r.in_interface, in_interface)
+        for r in jump_rules(rules, dnat.chain)
+    )
+    return (
+        entered
+        and ip_matches(dnat.destination, target_ip)
+        and interface_admits(dnat.in_interface, in_interface)
+    )
+
+
+def interface_of(links: list[Link], ip: str) -> str | None:
+    """The interface holding address ip."""
+    return next((link.name for link in links for a in link.ipv4 if str(a.ip) == ip), None)
+
+
+def in_subnet(ip: str, subnet: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip) in ipaddress.ip_network(subnet, strict=False)
+    except ValueError:
+        return False
+
+
+def overlay_netns(names: list[str], network_id: str) -> str | None:
+    """The overlay's namespace among the names in an engine's <exec-root>/netns: libnetwork names
+    it '<epoch>-<network id>' cut to 12 characters (e.g. 1-tz5yy0f9yb)."""
+    for name in names:
+        epoch, sep, prefix = name.partition("-")
+        if sep and epoch.isdigit() and prefix and network_id.startswith(prefix):
+            return name
+    return None
+
+
+def host_with_address(hosts: list[TraceHost], address: str | None) -> str | None:
+    return next((h.name for h in hosts if address is not None and h.address == address), None)
+
+
+def forwarding_step(
+    view: OverlayHostView, to: OverlayEndpoint, hosts: list[TraceHost]
+) -> ForwardingStep:
+    """How view's host reaches `to` over the overlay: the vxlan's neighbour entry for to's IP,
+    then the fdb entry for to's MAC, whose dst is the remote host's underlay address."""
+    neighbour = next((n for n in view.neighbours if n.ip == to.ipv4), None)
+    entry = next((e for e in view.fdb if e.mac == to.mac and e.dst), None)
+    vtep = entry.dst if entry else None
+    return ForwardingStep(
+        host=view.host,
+        to_container=to.container,
+        ip=to.ipv4,
+        mac=to.mac,
+        neighbour_mac=neighbour.mac if neighbour else None,
+        vtep=vtep,
+        vtep_host=host_with_address(hosts, vtep),
+    )
+
+
+def counted_packets(rules: list[NatRule], comment: str) -> dict[str, int]:
+    """Packets counted so far by the rules carrying `comment`, per chain (iptables-save -c)."""
+    counts: dict[str, int] = {}
+    for rule in rules:
+        if comment in shlex.split(rule.spec):
+            counts[rule.chain] = counts.get(rule.chain, 0) + rule.packets
+    return counts
+
+
+def counting_rules(interface: str, port: int, comment: str) -> list[tuple[str, list[str]]]:
+    """(chain, match) of the rules that count UDP to `port` leaving and entering on `interface`.
+    They have no target: a packet goes on as if they were not there."""
+    match = ["-p", "udp", "--dport", str(port), "-m", "comment", "--comment", comment]
+    return [("OUTPUT", ["-o", interface, *match]), ("INPUT", ["-i", interface, *match])]

@@ -266,19 +266,28 @@ def _read_nat(sources: Sources, trace: Trace) -> _NatRead:
     return _NatRead(None, backend, result.command)
 
 
-def _nat_hop(trace: Trace, read: _NatRead, outputs: StackOutputs, external_port: int) -> NatHop:
+def _nat_hop(
+    trace: Trace,
+    read: _NatRead,
+    outputs: StackOutputs,
+    external_port: int,
+    dnat_ip: str | None = None,
+) -> NatHop:
+    """dnat_ip: the address the DNAT rule should lead to; external's own IP on the stack's
+    network unless given (an overlay container publishes through docker_gwbridge)."""
     hop = NatHop(backend=read.backend, command=read.command, readable=read.rules is not None)
     if read.rules is None:
         return hop
     port = outputs.host_port
-    hop.dnat_rules = analyze.dnat_rules_for(read.rules, port, outputs.external_ip, external_port)
+    to_ip = dnat_ip or outputs.external_ip
+    hop.dnat_rules = analyze.dnat_rules_for(read.rules, port, to_ip, external_port)
     if hop.dnat_rules:
         hop.jump_rules = analyze.jump_rules(read.rules, hop.dnat_rules[0].chain)
     else:
         trace.add_problem(
             "nat",
             "no-dnat-rule",
-            f"the nat table has no DNAT rule for port {port} -> {outputs.external_ip}"
+            f"the nat table has no DNAT rule for port {port} -> {to_ip}"
             f":{external_port} (Docker removes it when external stops)",
             f"check `docker ps`; {remedy_deploy(outputs.stack)}",
         )

@@ -46,6 +46,10 @@ def build(trace: Trace) -> graphviz.Digraph:
     out = trace.outputs
     if out is None:
         raise ValueError("nothing to draw: the trace has no stack outputs")
+    if trace.overlay is not None:
+        from packet_trace.diagram_hosts import build_hosts  # it builds on this module
+
+        return build_hosts(trace)
     br, nat, req, svc, hp = trace.bridge, trace.nat, trace.request, trace.services, trace.host_port
     g = graphviz.Digraph("c2c", format="svg")
     g.attr(rankdir="LR", fontname=FONT, labelloc="t", fontsize="16", compound="true")

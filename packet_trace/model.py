@@ -24,10 +24,12 @@ class StackOutputs:
     gateway: str
     network_name: str
     internal_url: str  # INTERNAL_URL in external's container env
+    # Multi-host only: the address of external's host (c2c:hosts), which clients reach.
+    host_address: str | None = None
 
     @property
     def endpoint(self) -> str:
-        return f"http://localhost:{self.host_port}"
+        return f"http://{self.host_address or 'localhost'}:{self.host_port}"
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,131 @@ class ServiceHop:
     upstream_ms: float | None = None
 
 
+# --- multi-host: the stack's engines and the overlay between them ------------------------------
+
+
+@dataclass
+class TraceHost:
+    """One Docker host of a multi-host stack (c2c:hosts) and where its namespace was found."""
+
+    name: str
+    address: str  # where clients reach it (its underlay address in the lab)
+    url: str
+    services: list[str] = field(default_factory=list)  # c2c.service labels found on its engine
+    netns: str | None = None  # file of its engine's network namespace (None: not reachable here)
+    netns_name: str | None = None  # that namespace's name under /run/netns, if it has one
+
+
+@dataclass(frozen=True)
+class OverlayLink:
+    """A link of an overlay's namespace (`ip -j -d -s addr show` there)."""
+
+    name: str
+    kind: str | None  # linkinfo.info_kind: "bridge", "vxlan", "veth"; None for lo
+    mtu: int
+    mac: str
+    master: str | None
+    ipv4: tuple[str, ...] = ()  # "172.13.0.1/16"
+    vni: int | None = None  # vxlan only
+    dstport: int | None = None  # vxlan only: the UDP port of the encapsulation
+    rx_packets: int | None = None
+    tx_packets: int | None = None
+
+
+@dataclass(frozen=True)
+class FdbEntry:
+    """One forwarding entry of a vxlan device (`bridge -j fdb show dev vxlan0`)."""
+
+    mac: str
+    # The remote VTEP (a host's underlay address), on the vxlan device's own entries ("self");
+    # None on the entries the bridge holds for its port (master br0, learned or local).
+    dst: str | None
+    state: str
+    master: str | None = None
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One ARP entry of a vxlan device (`ip -j neigh show dev vxlan0`): overlay IP -> MAC."""
+
+    ip: str
+    mac: str
+    state: str
+
+
+@dataclass
+class UnderlayCount:
+    """UDP packets to the VXLAN port counted on a host's underlay interface around the request,
+    by rules the trace inserted for the request and removed after it."""
+
+    interface: str
+    chain: str  # OUTPUT (sent) or INPUT (received)
+    before: int
+    after: int
+
+    @property
+    def delta(self) -> int:
+        return self.after - self.before
+
+
+@dataclass
+class OverlayHostView:
+    """The overlay as one host holds it: its namespace, devices, forwarding and counters."""
+
+    host: str
+    netns: str | None = None  # <exec-root>/netns/<n>-<network id prefix>
+    bridge: OverlayLink | None = None
+    vxlan: OverlayLink | None = None
+    fdb: list[FdbEntry] = field(default_factory=list)
+    neighbours: list[Neighbour] = field(default_factory=list)
+    underlay_interface: str | None = None  # the device the host routes to its peer through
+    underlay_mtu: int | None = None
+    counts: list[UnderlayCount] = field(default_factory=list)
+    vxlan_tx_delta: int | None = None  # vxlan device's own packet counters around the request
+    vxlan_rx_delta: int | None = None
+
+
+@dataclass(frozen=True)
+class OverlayEndpoint:
+    container: str
+    service: str
+    host: str
+    ipv4: str
+    mac: str
+
+
+@dataclass(frozen=True)
+class ForwardingStep:
+    """How `host` sends a frame to `to_container`: neighbour IP -> MAC, fdb MAC -> VTEP."""
+
+    host: str
+    to_container: str
+    ip: str
+    mac: str
+    neighbour_mac: str | None  # what the vxlan's ARP table answers for ip
+    vtep: str | None  # the fdb entry's dst for mac
+    vtep_host: str | None  # the host of c2c:hosts with that address
+
+
+@dataclass
+class OverlayHop:
+    network_name: str
+    network_id: str
+    driver: str
+    subnet: str
+    gateway: str
+    ip_range: str | None
+    published_via: str | None = None  # external's address on docker_gwbridge (the DNAT target)
+    gwbridge_network: str = "docker_gwbridge"
+    endpoints: list[OverlayEndpoint] = field(default_factory=list)
+    hosts: list[OverlayHostView] = field(default_factory=list)
+    forward: ForwardingStep | None = None  # external's host -> internal
+    reply: ForwardingStep | None = None  # internal's host -> external
+
+    def view(self, host: str) -> OverlayHostView | None:
+        return next((v for v in self.hosts if v.host == host), None)
+
+
 @dataclass
 class Trace:
     stack: str
@@ -159,6 +286,16 @@ class Trace:
     services: ServiceHop | None = None
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # facts about how the trace got its data
+    # Multi-host stacks only (None on one host, and then left out of the JSON).
+    hosts: list[TraceHost] | None = None
+    hosts_source: str | None = None  # the stack file c2c:hosts was read from
+    overlay: OverlayHop | None = None
+
+    def host(self, name: str) -> TraceHost | None:
+        return next((h for h in self.hosts or [] if h.name == name), None)
+
+    def service_host(self, service: str) -> TraceHost | None:
+        return next((h for h in self.hosts or [] if service in h.services), None)
 
     def add_problem(self, hop: str, code: str, message: str, remedy: str) -> None:
         self.problems.append(Problem(hop, code, message, remedy))
@@ -166,8 +303,17 @@ class Trace:
     def to_dict(self) -> dict[str, Any]:
         """The facts as JSON-ready data, with the derived endpoint and counter deltas."""
         data = asdict(self)
+        if self.hosts is None:  # one host: the report as it has always been
+            for key in ("hosts", "hosts_source", "overlay"):
+                del data[key]
         if self.outputs is not None:
             data["outputs"]["endpoint"] = self.outputs.endpoint
+            if self.outputs.host_address is None:
+                del data["outputs"]["host_address"]
+        if self.overlay is not None:
+            for view, raw in zip(self.overlay.hosts, data["overlay"]["hosts"], strict=True):
+                for count, raw_count in zip(view.counts, raw["counts"], strict=True):
+                    raw_count["delta"] = count.delta
         if self.nat is not None:
             for move, raw in zip(self.nat.moves, data["nat"]["moves"], strict=True):
                 raw["delta"] = move.delta

@@ -13,7 +13,16 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from packet_trace.model import BridgeEndpoint, BridgeHop, Listener, NatRule
+from packet_trace.model import (
+    BridgeEndpoint,
+    BridgeHop,
+    FdbEntry,
+    Listener,
+    NatRule,
+    Neighbour,
+    OverlayHop,
+    OverlayLink,
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,9 @@ class ContainerInfo:
     port_bindings: list[PortBinding]
     # network name -> (ipv4, mac)
     networks: dict[str, tuple[str, str]] = field(default_factory=dict)
+    id: str = ""
+    # The file of its network namespace: <engine exec root>/netns/<sandbox id prefix>.
+    sandbox_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,7 @@ class Link:
     name: str
     master: str | None  # the bridge a veth is enslaved to
     ipv4: tuple[ipaddress.IPv4Interface, ...] = ()
+    mtu: int | None = None
 
 
 @dataclass(frozen=True)
@@ -292,6 +305,7 @@ def parse_ip_addr(text: str) -> list[Link]:
                 for a in item.get("addr_info") or []
                 if a.get("family") == "inet"
             ),
+            mtu=int(item["mtu"]) if "mtu" in item else None,
         )
         for item in _json(text, "`ip -j addr show`")
     ]
@@ -389,7 +403,116 @@ def parse_container_inspect(data: Any) -> ContainerInfo:
         env=env,
         port_bindings=bindings,
         networks=networks,
+        id=str(c.get("Id", "")),
+        sandbox_key=str((c.get("NetworkSettings") or {}).get("SandboxKey") or ""),
     )
+
+
+def parse_overlay_inspect(data: Any) -> OverlayHop:
+    """The overlay facts of a `docker network inspect` document of a Swarm overlay. Endpoints are
+    left out: each engine lists only its own containers, so the collector merges them."""
+    net = _one(data)
+    configs = (net.get("IPAM") or {}).get("Config") or []
+    if not configs:
+        raise ParseError(f"network {net.get('Name')} has no IPAM config")
+    return OverlayHop(
+        network_name=str(net["Name"]),
+        network_id=str(net["Id"]),
+        driver=str(net.get("Driver", "")),
+        subnet=str(configs[0].get("Subnet", "")),
+        gateway=str(configs[0].get("Gateway", "")),
+        ip_range=configs[0].get("IPRange") or None,
+    )
+
+
+def parse_network_address(data: Any, container_id: str) -> str | None:
+    """A container's IPv4 address on a network, from that network's inspect document (its
+    Containers are keyed by container id): e.g. external's address on docker_gwbridge, which
+    Docker does not list among the container's own networks."""
+    net = _one(data)
+    info = (net.get("Containers") or {}).get(container_id)
+    if not info or not info.get("IPv4Address"):
+        return None
+    return str(info["IPv4Address"]).split("/", 1)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# an overlay's namespace: ip -j -d -s addr, bridge -j fdb, ip -j neigh; ip -j route get
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_netns_links(text: str) -> list[OverlayLink]:
+    """Every link of a namespace from `ip -j -d -s addr show`: kind, MTU, bridge, addresses,
+    packet counters and, for a vxlan device, its VNI and UDP port."""
+    links = []
+    for item in _json(text, "`ip -j -d -s addr show`"):
+        info = item.get("linkinfo") or {}
+        data = info.get("info_data") or {}
+        kind = info.get("info_kind")
+        stats = item.get("stats64") or item.get("stats") or {}
+        links.append(
+            OverlayLink(
+                name=str(item["ifname"]),
+                kind=str(kind) if kind else None,
+                mtu=int(item["mtu"]),
+                mac=str(item.get("address", "")).lower(),
+                master=item.get("master"),
+                ipv4=tuple(
+                    f"{a['local']}/{a['prefixlen']}"
+                    for a in item.get("addr_info") or []
+                    if a.get("family") == "inet"
+                ),
+                vni=int(data["id"]) if kind == "vxlan" and "id" in data else None,
+                dstport=int(data["port"]) if kind == "vxlan" and "port" in data else None,
+                rx_packets=_packets(stats, "rx"),
+                tx_packets=_packets(stats, "tx"),
+            )
+        )
+    return links
+
+
+def _packets(stats: dict[str, Any], direction: str) -> int | None:
+    value = (stats.get(direction) or {}).get("packets")
+    return int(value) if value is not None else None
+
+
+def parse_bridge_fdb(text: str) -> list[FdbEntry]:
+    """Forwarding entries from `bridge -j fdb show dev DEV`: MAC -> remote VTEP (dst)."""
+    return [
+        FdbEntry(
+            mac=str(item["mac"]).lower(),
+            dst=item.get("dst"),
+            state=str(item.get("state", "")),
+            master=item.get("master"),
+        )
+        for item in _json(text, "`bridge -j fdb show`")
+    ]
+
+
+def parse_ip_neigh(text: str) -> list[Neighbour]:
+    """Neighbours from `ip -j neigh show dev DEV`: IP -> MAC (entries without a MAC skipped)."""
+    found = []
+    for item in _json(text, "`ip -j neigh show`"):
+        if "lladdr" not in item:
+            continue
+        state = item.get("state") or []
+        found.append(
+            Neighbour(
+                ip=str(item["dst"]),
+                mac=str(item["lladdr"]).lower(),
+                state=",".join(state) if isinstance(state, list) else str(state),
+            )
+        )
+    return found
+
+
+def parse_route_get(text: str) -> str | None:
+    """The device of the route `ip -j route get ADDR` picks (None when it names none)."""
+    routes = _json(text, "`ip -j route get`")
+    if not routes or not isinstance(routes, list):
+        return None
+    dev = routes[0].get("dev")
+    return str(dev) if dev else None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -54,6 +54,10 @@ def _rule_text(rule: NatRule) -> str:
 
 
 def explain_nat(trace: Trace) -> str:
+    if trace.hosts is not None:
+        from packet_trace import render_hosts  # it builds on this module
+
+        return render_hosts.explain_nat(trace)
     nat, req, out = trace.nat, trace.request, trace.outputs
     if nat is None or out is None:
         return "The nat table was not examined."
@@ -132,6 +136,10 @@ def _source_text(trace: Trace) -> str:
 
 def summarize(trace: Trace) -> str:
     """One plain-language paragraph of the path, from the facts collected."""
+    if trace.hosts is not None:
+        from packet_trace import render_hosts
+
+        return render_hosts.summarize(trace)
     out, req, nat, br, svc = trace.outputs, trace.request, trace.nat, trace.bridge, trace.services
     if out is None:
         if any(p.code == "docker-unreachable" for p in trace.problems):
@@ -232,6 +240,17 @@ def _proxy_sentence(trace: Trace, out: StackOutputs, req: TracedRequest, over: s
 
 
 def render_text(trace: Trace) -> str:
+    if trace.hosts is not None:
+        from packet_trace import render_hosts
+
+        lines = render_hosts.hops(trace)
+    else:
+        lines = _hops(trace)
+    lines += ["5. Summary", _wrap(summarize(trace)), ""]
+    return "\n".join(lines + _problems_and_notes(trace))
+
+
+def _hops(trace: Trace) -> list[str]:
     out = trace.outputs
     lines = [f"Packet trace of stack '{trace.stack}'"]
     if out is not None:
@@ -241,7 +260,11 @@ def render_text(trace: Trace) -> str:
     lines += _hop2(trace.nat, trace)
     lines += _hop3(trace.bridge)
     lines += _hop4(trace.services, trace)
-    lines += ["5. Summary", _wrap(summarize(trace)), ""]
+    return lines
+
+
+def _problems_and_notes(trace: Trace) -> list[str]:
+    lines: list[str] = []
     if trace.problems:
         lines.append("Problems (what could not be read, and what to do):")
         for p in trace.problems:
@@ -259,13 +282,14 @@ def render_text(trace: Trace) -> str:
             for n in trace.notes
         ]
         lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
-def _hop1(hop: HostPortHop | None, trace: Trace) -> list[str]:
+def _hop1(hop: HostPortHop | None, trace: Trace, where: str = "") -> list[str]:
+    """where: whose port it is, on several hosts ("host a's ")."""
     if hop is None:
-        return ["1. Client -> host port: not read", ""]
-    lines = [f"1. Client -> host port {hop.port}"]
+        return [f"1. Client -> {where or 'host '}port: not read", ""]
+    lines = [f"1. Client -> {where or 'host '}port {hop.port}"]
     if hop.container_port is not None:
         lines.append(
             f"   published: {hop.bind_ip}:{hop.port} -> external's container port "
@@ -299,11 +323,12 @@ def _hop1(hop: HostPortHop | None, trace: Trace) -> list[str]:
     return lines
 
 
-def _hop2(nat: NatHop | None, trace: Trace) -> list[str]:
+def _hop2(nat: NatHop | None, trace: Trace, where: str = "") -> list[str]:
+    """where: whose table it is, on several hosts ("of host a ")."""
     if nat is None:
-        return ["2. NAT table: not read", ""]
+        return [f"2. NAT table {where}".rstrip() + ": not read", ""]
     backend = f", iptables backend {nat.backend}" if nat.backend else ""
-    lines = [f"2. NAT table (`{nat.command}`{backend})"]
+    lines = [f"2. NAT table {where}(`{nat.command}`{backend})"]
     if nat.readable and nat.dnat_rules:
         lines.append("   DNAT rule, as the kernel holds it:")
         lines += [f"     {_rule_text(r)}" for r in nat.dnat_rules]
