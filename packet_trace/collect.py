@@ -75,7 +75,8 @@ class _NatRead:
 
 
 def remedy_deploy(stack: str) -> str:
-    return f"deploy the stack: `make up` (or `pulumi up --stack {stack}`)"
+    make_up = "make up" if stack == "dev" else f"make up STACK={stack}"
+    return f"deploy the stack: `{make_up}` (or `pulumi up --stack {stack}`)"
 
 
 def collect(sources: Sources, stack: str, via: str = "auto", send_request: bool = True) -> Trace:

@@ -97,10 +97,13 @@ def test_partial_traces_exit_1(
     assert "5. Summary" in out
 
 
-def test_not_deployed_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+def test_not_deployed_exits_3_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, ["--stack", "nosuch"], FixtureSources(REAL))
     assert code == cli.EXIT_NOT_DEPLOYED == 3
-    assert "make up" in out
+    (line,) = out.splitlines()
+    assert line.startswith("stack nosuch is not deployed: ")
+    assert "c2c.stack=nosuch" in line
+    assert "`make up STACK=nosuch`" in line
 
 
 def test_a_destroyed_stack_exits_3(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,119 @@
+"""The packet trace's failure paths on a live stack: a stopped internal, a frozen internal, and a
+stack that does not exist. Each test leaves the session's default stack serving again.
+
+The trace runs as `make trace` runs it: in the engine's network namespace, DOCKER_HOST naming
+the engine, the stack found by its Docker labels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+import pytest
+
+from packet_trace.cli import EXIT_NOT_DEPLOYED, EXIT_OK, EXIT_PARTIAL
+from tests.e2e import harness
+from tests.support.stacks import E2E_STACK_PREFIX, REPO_ROOT, Engine, Stack
+
+pytestmark = pytest.mark.e2e
+
+# internal back: running, healthy and external answering 200 through it.
+RECOVERY_S = 90
+
+
+@pytest.fixture(autouse=True)
+def _root_only() -> None:
+    harness.require_root("the trace reads the nat table in the engine's namespace")
+
+
+def run_trace(engine: Engine, stack: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    argv = (sys.executable, "-m", "packet_trace", "--stack", stack, *extra)
+    return subprocess.run(
+        engine.command(*argv),
+        env={**os.environ, **engine.env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+
+
+def trace_json(stack: Stack, expected_code: int) -> dict[str, Any]:
+    proc = run_trace(stack.engine, stack.name, "--json")
+    assert proc.returncode == expected_code, proc.stdout[-3000:] + proc.stderr[-2000:]
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+def wait_until_serving(stack: Stack) -> None:
+    harness.wait_for_health(stack.project.docker, stack.container_name("internal"), within=60)
+    stack.wait_for_status(200, within=RECOVERY_S)
+
+
+@pytest.fixture
+def internal(deployed_stack: Stack) -> Iterator[Any]:
+    """internal's container; running and answering again after the test, whatever it did."""
+    container = deployed_stack.container("internal")
+    yield container
+    container.reload()
+    if container.attrs["State"].get("Paused"):
+        container.unpause()
+    if container.status != "running":
+        container.start()
+    wait_until_serving(deployed_stack)
+
+
+def test_stopped_internal_is_named_and_the_trace_exits_partial_then_0_once_back(
+    deployed_stack: Stack, internal: Any
+) -> None:
+    assert trace_json(deployed_stack, EXIT_OK)["problems"] == []  # the baseline is clean
+    internal.stop(timeout=10)
+
+    data = trace_json(deployed_stack, EXIT_PARTIAL)
+    problems = [(p["hop"], p["code"]) for p in data["problems"]]
+    assert problems == [("bridge", "container-stopped")], data["problems"]
+    assert internal.name in data["problems"][0]["message"]
+    assert f"docker start {internal.name}" in data["problems"][0]["remedy"]
+    # Docker says the stack is not running: the trace knocks on no port.
+    assert data["request"]["error"] == "not sent"
+    text = run_trace(deployed_stack.engine, deployed_stack.name)
+    assert text.returncode == EXIT_PARTIAL, text.stdout + text.stderr
+    assert f"[bridge] container {internal.name} is not running" in text.stdout
+
+    internal.start()
+    wait_until_serving(deployed_stack)
+    assert trace_json(deployed_stack, EXIT_OK)["problems"] == []
+
+
+def test_frozen_internal_fails_the_request_hop_with_504(
+    deployed_stack: Stack, internal: Any
+) -> None:
+    # Paused: Docker still says running and the kernel still accepts the connection, but
+    # internal never answers, so external gives up after its read timeout.
+    internal.pause()
+    data = trace_json(deployed_stack, EXIT_PARTIAL)
+    assert [(p["hop"], p["code"]) for p in data["problems"]] == [("services", "request-failed")]
+    assert "-> 504" in data["problems"][0]["message"], data["problems"]
+    assert data["request"]["status"] == 504
+    read_timeout_ms = int(deployed_stack.settings()["upstreamReadTimeoutMs"])
+    assert data["request"]["total_ms"] >= read_timeout_ms
+
+
+def test_a_stack_that_does_not_exist_gets_one_line_and_exit_3(
+    engine: Engine, docker_client: docker.DockerClient
+) -> None:
+    name = f"{E2E_STACK_PREFIX}nosuch-{secrets.token_hex(3)}"
+    proc = run_trace(engine, name)
+    assert proc.returncode == EXIT_NOT_DEPLOYED == 3, proc.stdout + proc.stderr
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert len(lines) == 1, lines
+    assert f"c2c.stack={name}" in lines[0]
+    assert "make up" in lines[0]
