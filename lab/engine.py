@@ -66,6 +66,9 @@ def dockerd_argv(names: LabNames, host: str, spec: EngineSpec) -> list[str]:
 
 def dockerd_env(spec: EngineSpec) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    # No registry is reachable from a lab: a Swarm node runs the image it has (every host builds
+    # its own) instead of trying a pull first (read by Debian's 20.10 and by moby v2).
+    env["DOCKER_SERVICE_PREFER_OFFLINE_IMAGE"] = "1"
     env.update(spec.env)
     env["PATH"] = system.tool_path(spec.path)
     return env

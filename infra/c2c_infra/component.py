@@ -13,6 +13,9 @@ Where they run (c2c:hosts, internalHost, externalHost):
   bridge there. On two hosts: an attachable Swarm overlay, created through a manager, on
   which each standalone container still takes its static IP; the overlay's ip_range keeps
   Swarm's own allocations away from those IPs.
+* c2c:internalReplicas > 1 (two hosts only): internal is a Swarm service instead of a
+  container, its replicas on the overlay with addresses from the ip_range, reached by service
+  name (endpoint mode dnsrr); its image is built on every host, under one tag.
 
 Replacement rules (why the options below look the way they do):
 * Both images build from one context, services/ (one Dockerfile, SERVICE chooses the image).
@@ -35,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_docker as docker
@@ -51,12 +55,31 @@ COMMON_DIR = "common"
 # The uid/gid the Dockerfile creates; set here too so a changed image cannot run as root.
 CONTAINER_USER = "10001:10001"
 # The only writable path besides /dev/shm (gunicorn's heartbeat dir); never executable.
-TMPFS = {"/tmp": "rw,noexec,nosuid,nodev,size=16m"}  # noqa: S108 - a tmpfs mount, not a file
+TMPFS_PATH = "/tmp"  # noqa: S108 - a tmpfs mount, not a file
+TMPFS_SIZE_MB = 16
+TMPFS = {TMPFS_PATH: f"rw,noexec,nosuid,nodev,size={TMPFS_SIZE_MB}m"}
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
 # gunicorn's graceful_timeout is 5 s: give it that and some before the engine kills.
 DESTROY_GRACE_SECONDS = 10
 # `wait` blocks `pulumi up` until the image's healthcheck reports healthy, or fails after this.
 WAIT_TIMEOUT_SECONDS = 90
+
+# Replicated internal (a Swarm service). Swarm has no restart policies of its own names: a
+# task that ends is replaced (any), only after a failure (on-failure), or never (none).
+SWARM_RESTART_CONDITIONS = {
+    "no": "none",
+    "on-failure": "on-failure",
+    "always": "any",
+    "unless-stopped": "any",
+}
+# Swarm's default is 5 s between a task's end and its replacement; a killed replica is back
+# sooner with this, and a crash loop still pauses between attempts.
+SWARM_RESTART_DELAY = "2s"
+# Each replica's hostname (what internal reports): the service's name and the task's slot.
+SWARM_HOSTNAME = "{{.Service.Name}}-{{.Task.Slot}}"
+# dnsrr: the service's name resolves to each healthy replica's own address. The default, VIP,
+# needs IPVS in the kernel (so does the ingress routing mesh); this one does not.
+SWARM_ENDPOINT_MODE = "dnsrr"
 
 
 def default_services_dir() -> Path:
@@ -74,7 +97,7 @@ class ServicePairArgs:
 
 class ServicePair(pulumi.ComponentResource):
     # What the stack exports, by output name: the one list (the program exports it as is).
-    outputs: dict[str, pulumi.Input[str]]
+    outputs: dict[str, pulumi.Input[Any]]
 
     def __init__(
         self, name: str, args: ServicePairArgs, opts: pulumi.ResourceOptions | None = None
@@ -114,14 +137,32 @@ class ServicePair(pulumi.ComponentResource):
             opts=self._on(settings.network_host, delete_before_replace=True),
         )
 
-        self.images = {service: self._image(service, args.services_dir) for service in SERVICES}
+        self.images = {
+            service: self._image(service, args.services_dir, settings.host_of(service))
+            for service in SERVICES
+        }
+        # Replicated: internal's image on every host a replica may run on, under one tag (a
+        # content hash, so the same code everywhere). internal's own host keeps the resource
+        # above, so turning replicas on or off never deletes the image a replica runs from.
+        self.internal_images = {
+            host.name: (
+                self.images["internal"]
+                if host == settings.host_of("internal")
+                else self._image("internal", args.services_dir, host)
+            )
+            for host in settings.replica_hosts
+        }
 
-        self.internal = self._container(
-            "internal",
-            address=str(settings.internal_ip),
-            port=settings.internal_port,
-            env={},
-            ports=None,
+        self.internal: docker.Container | docker.Service = (
+            self._replicated_internal()
+            if settings.replicated
+            else self._container(
+                "internal",
+                address=str(settings.internal_ip),
+                port=settings.internal_port,
+                env={},
+                ports=None,
+            )
         )
         self.external = self._container(
             "external",
@@ -132,6 +173,16 @@ class ServicePair(pulumi.ComponentResource):
                 "UPSTREAM_CONNECT_TIMEOUT": _seconds(settings.upstream_connect_timeout_ms),
                 "UPSTREAM_READ_TIMEOUT": _seconds(settings.upstream_read_timeout_ms),
                 "UPSTREAM_RETRIES": str(settings.upstream_retries),
+                # Several peers behind one name: spread the requests (unset with one peer).
+                **(
+                    {
+                        "UPSTREAM_MAX_REQUESTS_PER_CONNECTION": str(
+                            settings.upstream_max_requests_per_connection
+                        )
+                    }
+                    if settings.replicated
+                    else {}
+                ),
             },
             ports=[
                 docker.ContainerPortArgs(
@@ -146,14 +197,28 @@ class ServicePair(pulumi.ComponentResource):
         )
 
         internal_host, external_host = settings.host_of("internal"), settings.host_of("external")
+        # Where internal is: one container's host and static IP, or the replicated service's
+        # name, size and the hosts its replicas may run on (Swarm picks; the IPs come and go
+        # with the tasks, from the overlay's ip_range, so no static internalIp is exported).
+        where_internal: dict[str, pulumi.Input[Any]] = (
+            {
+                "internalService": settings.container_name("internal"),
+                "internalReplicas": settings.internal_replicas,
+                "internalHosts": list(self.internal_images),
+            }
+            if settings.replicated
+            else {
+                "internalHost": internal_host.name,
+                "internalHostAddress": internal_host.address,
+                "internalIp": str(settings.internal_ip),
+            }
+        )
         self.outputs = {
             "endpoint": settings.endpoint,
-            "internalHost": internal_host.name,
-            "internalHostAddress": internal_host.address,
+            **where_internal,
             "externalHost": external_host.name,
             "externalHostAddress": external_host.address,
             "networkDriver": self.network.driver,
-            "internalIp": str(settings.internal_ip),
             "externalIp": str(settings.external_ip),
             "subnet": str(settings.subnet),
             "gateway": str(settings.gateway),
@@ -179,8 +244,12 @@ class ServicePair(pulumi.ComponentResource):
             delete_before_replace=delete_before_replace,
         )
 
-    def _image(self, service: str, context: Path) -> docker.RemoteImage:
+    def _image(self, service: str, context: Path, host: DockerHost) -> docker.RemoteImage:
+        """`service`'s image, built by `host`'s engine. internal's copies on the other hosts of
+        a replicated stack are resources of their own, named after their host."""
         settings = self._settings
+        on_own_host = host == settings.host_of(service)
+        resource = f"{self._name}-{service}-image" + ("" if on_own_host else f"-on-{host.name}")
         build_args = {
             "BASE_IMAGE": settings.base_image,
             "C2C_STACK": settings.stack,
@@ -189,7 +258,7 @@ class ServicePair(pulumi.ComponentResource):
         # Only what this image uses: another service's files never change its tag.
         tag = context_tag(context, build_args, only=(COMMON_DIR, service))
         return docker.RemoteImage(
-            f"{self._name}-{service}-image",
+            resource,
             name=f"{settings.image_repository(service)}:{tag}",
             build=docker.RemoteImageBuildArgs(
                 context=str(context),
@@ -207,7 +276,97 @@ class ServicePair(pulumi.ComponentResource):
             keep_locally=False,
             force_remove=True,
             # Built by the engine that runs it: no registry is needed between hosts.
-            opts=self._on(settings.host_of(service)),
+            opts=self._on(host),
+        )
+
+    def _env(self, port: int, env: Mapping[str, str]) -> dict[str, str]:
+        settings = self._settings
+        return {
+            "PORT": str(port),
+            "WEB_CONCURRENCY": str(settings.workers),
+            "GUNICORN_THREADS": str(settings.threads),
+            **env,
+        }
+
+    def _labels(self, service: str) -> dict[str, str]:
+        return dict(sorted({**self._settings.labels, "c2c.service": service}.items()))
+
+    def _replicated_internal(self) -> docker.Service:
+        """internal as a Swarm service of c2c:internalReplicas replicas, created through the
+        manager; Swarm spreads them over its nodes and replaces any that ends.
+
+        Hardening as the containers', where a Swarm service and pulumi-docker 5.1.0 can say it:
+        uid 10001, read-only root, all capabilities dropped, a /tmp tmpfs, the memory limit,
+        the image's HEALTHCHECK (a replica joins the DNS answer only once healthy). Not
+        expressible here: no-new-privileges, tmpfs noexec/nosuid, ulimits, memory_swap.
+
+        The image is the tag every host built, not an image ID: each host's build has its own
+        ID. The provider asks the manager for the tag's registry digest when it creates the
+        service, and each node tries a pull before it starts a task; both fail (nothing is
+        pushed anywhere) and the node runs its local image of that tag.
+        """
+        settings = self._settings
+        service = "internal"
+        labels = self._labels(service)
+        policy = settings.restart_policy
+        return docker.Service(
+            f"{self._name}-{service}-service",
+            name=settings.container_name(service),
+            labels=[docker.ServiceLabelArgs(label=k, value=v) for k, v in labels.items()],
+            mode=docker.ServiceModeArgs(
+                replicated=docker.ServiceModeReplicatedArgs(replicas=settings.internal_replicas)
+            ),
+            endpoint_spec=docker.ServiceEndpointSpecArgs(mode=SWARM_ENDPOINT_MODE),
+            task_spec=docker.ServiceTaskSpecArgs(
+                container_spec=docker.ServiceTaskSpecContainerSpecArgs(
+                    image=self.images[service].name,
+                    hostname=SWARM_HOSTNAME,
+                    env=self._env(settings.internal_port, {}),
+                    user=CONTAINER_USER,
+                    read_only=True,
+                    cap_drops=["ALL"],
+                    mounts=[
+                        docker.ServiceTaskSpecContainerSpecMountArgs(
+                            type="tmpfs",
+                            target=TMPFS_PATH,
+                            tmpfs_options=docker.ServiceTaskSpecContainerSpecMountTmpfsOptionsArgs(
+                                size_bytes=TMPFS_SIZE_MB * 1024 * 1024, mode=0o1777
+                            ),
+                        )
+                    ],
+                    stop_grace_period=f"{DESTROY_GRACE_SECONDS}s",
+                    labels=[
+                        docker.ServiceTaskSpecContainerSpecLabelArgs(label=k, value=v)
+                        for k, v in labels.items()
+                    ],
+                ),
+                networks_advanceds=[docker.ServiceTaskSpecNetworksAdvancedArgs(id=self.network.id)],
+                resources=docker.ServiceTaskSpecResourcesArgs(
+                    limits=docker.ServiceTaskSpecResourcesLimitsArgs(
+                        memory_bytes=settings.memory_limit_mb * 1024 * 1024
+                    )
+                ),
+                restart_policy=docker.ServiceTaskSpecRestartPolicyArgs(
+                    condition=SWARM_RESTART_CONDITIONS[policy],
+                    delay=SWARM_RESTART_DELAY,
+                    max_attempts=settings.restart_max_retries if policy == "on-failure" else 0,
+                    window="0s",  # unbounded, as Swarm reads it back
+                ),
+                log_driver=docker.ServiceTaskSpecLogDriverArgs(
+                    name="json-file", options=dict(LOG_OPTS)
+                ),
+            ),
+            # A new image rolls over one replica at a time, the new one healthy first.
+            update_config=docker.ServiceUpdateConfigArgs(parallelism=1, order="start-first"),
+            # `pulumi up` waits until every replica runs (is healthy), as `wait` does above.
+            converge_config=docker.ServiceConvergeConfigArgs(
+                delay="1s", timeout=f"{WAIT_TIMEOUT_SECONDS}s"
+            ),
+            opts=self._on(
+                settings.network_host,
+                depends_on=[self.network, *self.internal_images.values()],
+                delete_before_replace=True,
+            ),
         )
 
     def _container(
@@ -223,12 +382,7 @@ class ServicePair(pulumi.ComponentResource):
         settings = self._settings
         name = settings.container_name(service)
         image = self.images[service]
-        envs = {
-            "PORT": str(port),
-            "WEB_CONCURRENCY": str(settings.workers),
-            "GUNICORN_THREADS": str(settings.threads),
-            **env,
-        }
+        envs = self._env(port, env)
         return docker.Container(
             f"{self._name}-{service}",
             name=name,
@@ -269,7 +423,7 @@ class ServicePair(pulumi.ComponentResource):
             log_opts=dict(LOG_OPTS),
             labels=[
                 docker.ContainerLabelArgs(label=key, value=value)
-                for key, value in sorted({**settings.labels, "c2c.service": service}.items())
+                for key, value in self._labels(service).items()
             ],
             opts=self._on(
                 settings.host_of(service),

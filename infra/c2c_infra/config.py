@@ -191,6 +191,8 @@ class StackSettings(BaseModel):
     external_host: HostReference = _UNSET
     swarm_manager: HostReference = _UNSET
     overlay_ip_range: Annotated[ipaddress.IPv4Network | None, _from_text(_ipv4_network)] = _UNSET
+    internal_replicas: Annotated[int, _integer(1, 16)]
+    upstream_max_requests_per_connection: Annotated[int, _integer(1, 1000)]
 
     @field_validator("subnet")
     @classmethod
@@ -226,10 +228,7 @@ class StackSettings(BaseModel):
         workers, threads = info.data.get("workers"), info.data.get("threads")
         if workers is None or threads is None:
             return nproc
-        # RLIMIT_NPROC counts every task (threads too) of uid 10001 on the host, so both
-        # containers share it: per container a gunicorn master, and per worker its main thread,
-        # its request threads and a heartbeat, plus room for healthcheck execs and a second stack.
-        needed = 2 * (2 * (1 + workers * (threads + 2))) + 16
+        needed = _nproc_needed(workers, threads, internal_replicas=1)
         if nproc < needed:
             raise _relation(
                 f"{nproc} is below {needed}, the estimate for two stacks of two containers with "
@@ -283,6 +282,33 @@ class StackSettings(BaseModel):
                 )
         return effective
 
+    @field_validator("internal_replicas")
+    @classmethod
+    def _replicas_need_two_hosts(cls, replicas: int, info: ValidationInfo) -> int:
+        """More than one internal is a Swarm service: only where an overlay joins the hosts."""
+        if replicas == 1:
+            return replicas
+        data = info.data
+        if not {"hosts", "internal_host", "external_host"} <= set(data):
+            return replicas  # a placement key has its own line
+        internal, external = data["internal_host"], data["external_host"]
+        if not data["hosts"] or internal == external:
+            raise _relation(
+                f"{replicas} replicas run as a Swarm service, which needs a multi-host stack: "
+                "c2c:hosts with c2c:internalHost and c2c:externalHost on different hosts"
+            )
+        workers, threads, nproc = data.get("workers"), data.get("threads"), data.get("nproc_limit")
+        if workers is None or threads is None or nproc is None:
+            return replicas
+        needed = _nproc_needed(workers, threads, internal_replicas=replicas)
+        if nproc < needed:
+            # Swarm tasks get no ulimit, but external's RLIMIT_NPROC counts them all on its host.
+            raise _relation(
+                f"{replicas} replicas need c2c:nprocLimit {needed} or more "
+                f"(c2c:nprocLimit is {nproc}): external's limit counts every replica on its host"
+            )
+        return replicas
+
     # --- where things run
 
     @property
@@ -333,8 +359,24 @@ class StackSettings(BaseModel):
         return {"c2c.project": PROJECT, "c2c.stack": self.stack}
 
     @property
+    def replicated(self) -> bool:
+        """True when internal runs as a Swarm service of several replicas (c2c:internalReplicas)."""
+        return self.internal_replicas > 1
+
+    @property
+    def replica_hosts(self) -> tuple[DockerHost, ...]:
+        """Where an internal replica may run, so where its image is built: every host of the
+        Swarm (c2c:hosts) when replicated, else internal's one host."""
+        if self.replicated:
+            return tuple(self.hosts.values())
+        return (self.host_of("internal"),)
+
+    @property
     def internal_url(self) -> str:
-        return f"http://{self.internal_ip}:{self.internal_port}"
+        # Replicated: the service's name, which Docker's embedded DNS answers with every
+        # healthy replica's address (endpoint mode dnsrr); else internal's static IP.
+        host = self.container_name("internal") if self.replicated else str(self.internal_ip)
+        return f"http://{host}:{self.internal_port}"
 
     @property
     def endpoint(self) -> str:
@@ -347,6 +389,15 @@ class StackSettings(BaseModel):
         else:
             host = str(self.host_bind_address)
         return f"http://{host}:{self.host_port}"
+
+
+def _nproc_needed(workers: int, threads: int, *, internal_replicas: int) -> int:
+    """RLIMIT_NPROC estimate for two stacks on one host. It counts every task (threads too) of
+    uid 10001 on the host, so all of a stack's containers share it: per container a gunicorn
+    master, and per worker its main thread, its request threads and a heartbeat; plus room for
+    healthcheck execs. With replicas, all of them may land on external's host."""
+    containers = 1 + internal_replicas
+    return 2 * (containers * (1 + workers * (threads + 2))) + 16
 
 
 def _upper_half(subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Network:

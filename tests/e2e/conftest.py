@@ -23,7 +23,6 @@ from typing import Any
 
 import docker
 import pytest
-from pulumi import automation as auto
 
 from lab import OFFLINE_BASE_IMAGE, EngineSpec, Host, Lab
 from lab.modern import modern_engine_spec
@@ -56,20 +55,32 @@ def _engine_spec(kind: str) -> EngineSpec:
 
 
 @pytest.fixture(scope="session", params=ENGINE_KINDS)
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    """The engine every stack of the session runs on: a one-host lab of the suite's own, whose
-    clients stand inside its namespace (so `localhost:<hostPort>` is docker-proxy's, as on a
-    real host)."""
+def engine_lab(request: pytest.FixtureRequest) -> Iterator[tuple[str, Lab, Host]]:
+    """The one-host lab of the suite's own that runs the session's engine: (engine kind, lab,
+    its host). Tests act on the engine itself through the lab (Lab.restart_engine)."""
     kind: str = request.param
     require_root("the suite's engines run in network namespaces of its own")
     name, underlay = ENGINE_LABS[kind]
-    spec = _engine_spec(kind)
-    lab = Lab(name, hosts=("e2e",), underlay=underlay, base_image=OFFLINE_BASE_IMAGE, engine=spec)
+    lab = Lab(
+        name,
+        hosts=("e2e",),
+        underlay=underlay,
+        base_image=OFFLINE_BASE_IMAGE,
+        engine=_engine_spec(kind),
+    )
     with stacks.timed(f"lab {name} ({kind}): up"):
         (host,) = lab.up()
-    yield Engine(kind=kind, docker_host=host.docker_host, netns=host.netns, spec=spec)
+    yield kind, lab, host
     with stacks.timed(f"lab {name} ({kind}): down"):
         lab.down()
+
+
+@pytest.fixture(scope="session")
+def engine(engine_lab: tuple[str, Lab, Host]) -> Engine:
+    """The engine every stack of the session runs on, whose clients stand inside its lab
+    host's namespace (so `localhost:<hostPort>` is docker-proxy's, as on a real host)."""
+    kind, lab, host = engine_lab
+    return Engine(kind=kind, docker_host=host.docker_host, netns=host.netns, spec=lab.engine)
 
 
 def _unavailable_reason(engine: Engine) -> str | None:
@@ -208,16 +219,7 @@ def multihost_stack(project: Project, multihost_hosts: dict[str, Host]) -> Itera
     """The stack on the two-host lab, as Pulumi.multihost.yaml configures `make lab`'s: internal
     on mb, external on ma. Not yet deployed."""
     stack = project.stack("mh", internalHost=INTERNAL_HOST, externalHost=EXTERNAL_HOST)
-    # c2c:hosts is an object: set its leaves by path (pulumi config set --path).
-    project.workspace.set_all_config(
-        stack.name,
-        {
-            f"c2c:hosts.{name}.{key}": auto.ConfigValue(value=value)
-            for name, host in multihost_hosts.items()
-            for key, value in (("url", host.docker_host), ("address", str(host.address)))
-        },
-        path=True,
-    )
+    stack.set_hosts(multihost_hosts)
     yield stack
     stack.destroy()  # a no-op when a test destroyed it already
     stack.remove()

@@ -16,7 +16,7 @@ import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +28,7 @@ import requests
 import yaml
 from pulumi import automation as auto
 
-from lab import EngineSpec, nsenter_argv, run_in_netns
+from lab import EngineSpec, Host, nsenter_argv, run_in_netns
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_LABEL = "c2c.project"
@@ -281,6 +281,18 @@ class Stack:
     @property
     def workdir(self) -> Path:
         return self.project.workdir
+
+    def set_hosts(self, hosts: Mapping[str, Host]) -> None:
+        """`c2c:hosts` from lab hosts: each one's Docker URL and underlay address. An object, so
+        its leaves are set by path (`pulumi config set --path`)."""
+        self._auto.set_all_config(
+            {
+                f"c2c:hosts.{name}.{key}": auto.ConfigValue(value=value)
+                for name, host in hosts.items()
+                for key, value in (("url", host.docker_host), ("address", str(host.address)))
+            },
+            path=True,
+        )
 
     # --- Pulumi operations
 

@@ -39,3 +39,9 @@ class Settings(ServerSettings):
     # The first retry is immediate, then backoff * 2**n seconds, at most upstream.MAX_BACKOFF
     # each: with the defaults, a refused connection fails after about 0.2 s (sleeps 0 + 0.2).
     backoff: Annotated[float, seconds("UPSTREAM_BACKOFF", 0.0, 1.0)] = 0.1
+    # 0: a pooled connection serves requests as long as it lives (one peer). N: it is closed
+    # after N requests, so the next connection resolves the name again: with several peers
+    # behind one DNS name (internal's replicas), requests spread over them.
+    max_requests_per_connection: Annotated[
+        int, integer("UPSTREAM_MAX_REQUESTS_PER_CONNECTION", 0, 1000)
+    ] = 0

@@ -4,6 +4,12 @@ Retry policy (urllib3): idempotent requests are retried when the connection fail
 reset, dropped keep-alive), with a short exponential backoff, so a restart of internal that
 takes a few hundred milliseconds is bridged instead of surfaced. A read timeout is never
 retried: internal got the request and is slow, and asking again would only multiply the wait.
+
+Connection reuse: a pooled connection is kept as long as it lives, unless
+``max_requests_per_connection`` is set: then it is closed after that many requests. Behind one
+DNS name with several addresses (internal's Swarm replicas), each new connection resolves the
+name again and connects to the first address that answers, so requests spread over the
+replicas instead of each worker staying pinned to the one it met first.
 """
 
 from __future__ import annotations
@@ -11,11 +17,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Self, cast
+from weakref import WeakKeyDictionary
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connectionpool import ConnectionPool
+from requests.adapters import DEFAULT_POOLBLOCK, HTTPAdapter
+from urllib3.connection import HTTPConnection
+from urllib3.connectionpool import ConnectionPool, HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
@@ -44,6 +52,73 @@ class _RetryConnectionErrors(Retry):
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
 
+class _ServedCount:
+    """Requests each pooled connection carried on its current socket; says when to retire it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        # connection -> (the socket the count is for, requests carried on it)
+        self._counts: WeakKeyDictionary[HTTPConnection, tuple[object, int]] = WeakKeyDictionary()
+
+    def done(self, conn: HTTPConnection) -> bool:
+        """Count the request `conn` just carried; True when it has carried `limit` of them."""
+        sock = conn.sock
+        if sock is None:  # closed already (the answer said so, or an error): nothing to count
+            self._counts.pop(conn, None)
+            return False
+        seen, carried = self._counts.get(conn, (None, 0))
+        carried = carried + 1 if seen is sock else 1
+        if carried >= self.limit:
+            self._counts.pop(conn, None)
+            return True
+        self._counts[conn] = (sock, carried)
+        return False
+
+
+class _RetiringHTTPConnectionPool(HTTPConnectionPool):
+    """A pool that closes a connection instead of keeping it once it carried `max_requests`."""
+
+    max_requests: ClassVar[int] = 0  # set per adapter (see _ReuseLimitedAdapter); 0: unlimited
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._served = _ServedCount(self.max_requests)
+
+    def _put_conn(self, conn: Any) -> None:
+        if isinstance(conn, HTTPConnection) and self.max_requests and self._served.done(conn):
+            conn.close()  # stays pooled, closed: its next request connects (and resolves) anew
+        super()._put_conn(conn)
+
+
+class _RetiringHTTPSConnectionPool(_RetiringHTTPConnectionPool, HTTPSConnectionPool):
+    pass
+
+
+class _ReuseLimitedAdapter(HTTPAdapter):
+    """An HTTPAdapter whose pooled connections each carry at most `max_requests` requests."""
+
+    def __init__(self, max_requests: int, **kwargs: Any) -> None:
+        # Read by init_poolmanager, which HTTPAdapter.__init__ calls.
+        self._max_requests = max_requests
+        super().__init__(**kwargs)
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = DEFAULT_POOLBLOCK, **pool_kwargs: Any
+    ) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        limit = {"max_requests": self._max_requests}
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": cast(
+                type[HTTPConnectionPool],
+                type("RetiringHTTPConnectionPool", (_RetiringHTTPConnectionPool,), limit),
+            ),
+            "https": cast(
+                type[HTTPConnectionPool],
+                type("RetiringHTTPSConnectionPool", (_RetiringHTTPSConnectionPool,), limit),
+            ),
+        }
+
+
 def build_session(settings: Settings) -> requests.Session:
     retry = _RetryConnectionErrors(
         total=settings.retries,
@@ -59,7 +134,17 @@ def build_session(settings: Settings) -> requests.Session:
     )
     session = requests.Session()
     session.trust_env = False  # internal is reached directly, never through an HTTP(S)_PROXY
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=settings.threads, max_retries=retry)
+    adapter = (
+        _ReuseLimitedAdapter(
+            settings.max_requests_per_connection,
+            pool_connections=1,
+            pool_maxsize=settings.threads,
+            max_retries=retry,
+        )
+        if settings.max_requests_per_connection
+        # One peer: a connection is kept as long as it lives.
+        else HTTPAdapter(pool_connections=1, pool_maxsize=settings.threads, max_retries=retry)
+    )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session

@@ -28,6 +28,7 @@ INFRA_DIR = REPO_ROOT / "infra"
 
 NETWORK = "docker:index/network:Network"
 CONTAINER = "docker:index/container:Container"
+SERVICE = "docker:index/service:Service"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 COMPONENT = "c2c:index:ServicePair"
 PROVIDER = "pulumi:providers:docker"
