@@ -9,6 +9,8 @@ import ipaddress
 import json
 import os
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +105,24 @@ MULTIHOST_LABS = {
     "docker-current": ("mhcur", ipaddress.IPv4Network("198.18.6.0/24")),
 }
 EXTERNAL_HOST, INTERNAL_HOST = "ma", "mb"
+
+
+# --- plain HTTP to a lab host's published port (no stack involved) ----------------------------
+
+
+def get_text(url: str) -> tuple[int, str]:
+    """GET url with the standard library; (status, body)."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status, response.read().decode(errors="replace")
+
+
+def get_text_when_ready(url: str, within: float = 20) -> tuple[int, str]:
+    """get_text, retried until url answers (a container just started); bounded in time."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return get_text(url)
+        except (urllib.error.URLError, ConnectionError) as exc:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url} did not answer in {within}s: {exc}") from exc
+            time.sleep(0.3)

@@ -23,7 +23,7 @@ import pytest
 from lab import OFFLINE_BASE_IMAGE, Host, Lab, system
 from lab.cli import format_hosts
 from lab.naming import RUN_ROOT, STATE_ROOT
-from tests.e2e.harness import IN_CI
+from tests.e2e.harness import IN_CI, get_text, get_text_when_ready
 
 LAB_NAME = "tlab"
 HOSTS = ("ta", "tb")
@@ -72,22 +72,6 @@ def hosts(lab: Lab) -> list[Host]:
     hosts = lab.up()
     TIMINGS["up from nothing"] = time.monotonic() - t0
     return hosts
-
-
-def _get(url: str) -> tuple[int, str]:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return response.status, response.read().decode(errors="replace")
-
-
-def _get_when_ready(url: str, deadline_s: float = 20) -> tuple[int, str]:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            return _get(url)
-        except (urllib.error.URLError, ConnectionError) as exc:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{url} did not answer in {deadline_s}s: {exc}") from exc
-            time.sleep(0.3)
 
 
 def test_up_from_nothing_gives_each_host_its_address_engine_and_swarm_role(
@@ -170,16 +154,16 @@ def test_published_port_answers_from_the_host_namespace_and_the_other_host(
     a.docker(["run", "-d", "--name", "web", "-p", f"{WEB_PORT}:{WEB_PORT}", OFFLINE_BASE_IMAGE,
               "python3", "-m", "http.server", str(WEB_PORT)])  # fmt: skip
     # From the host namespace, over the underlay bridge: DNAT in host a's namespace.
-    status, body = _get_when_ready(f"http://{a.address}:{WEB_PORT}/")
+    status, body = get_text_when_ready(f"http://{a.address}:{WEB_PORT}/")
     assert status == 200
     assert "Directory listing" in body
     # From host b's namespace (a socket made there): crosses the bridge between the two.
-    assert b.call(lambda: _get(f"http://{a.address}:{WEB_PORT}/"))[0] == 200
+    assert b.call(lambda: get_text(f"http://{a.address}:{WEB_PORT}/"))[0] == 200
     # Inside host a on loopback: docker-proxy there.
-    assert a.call(lambda: _get(f"http://127.0.0.1:{WEB_PORT}/"))[0] == 200
+    assert a.call(lambda: get_text(f"http://127.0.0.1:{WEB_PORT}/"))[0] == 200
     # Host b publishes nothing.
     with pytest.raises(urllib.error.URLError):
-        _get(f"http://{b.address}:{WEB_PORT}/")
+        get_text(f"http://{b.address}:{WEB_PORT}/")
 
 
 def test_down_after_an_interrupted_engine_leaves_nothing(lab: Lab, hosts: list[Host]) -> None:

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -28,7 +25,7 @@ from lab.modern import (
     server_version,
 )
 from lab.naming import RUN_ROOT, STATE_ROOT
-from tests.e2e.harness import IN_CI
+from tests.e2e.harness import IN_CI, get_text_when_ready
 
 LAB_NAME = "tmod"
 HOST = "m"
@@ -60,22 +57,6 @@ def lab(bin_dir: Path) -> Iterator[Lab]:
 @pytest.fixture(scope="module")
 def host(lab: Lab) -> Host:
     return lab.up()[0]
-
-
-def _get(url: str) -> tuple[int, str]:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return response.status, response.read().decode(errors="replace")
-
-
-def _get_when_ready(url: str, within: float = 20) -> tuple[int, str]:
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            return _get(url)
-        except (urllib.error.URLError, ConnectionError) as exc:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{url} did not answer in {within}s: {exc}") from exc
-            time.sleep(0.3)
 
 
 def test_engine_is_the_pinned_build_with_a_current_api_and_containerd_images(host: Host) -> None:
@@ -110,7 +91,7 @@ def test_clients_of_debian_20_10_api_are_served_older_ones_refused(host: Host) -
 def test_published_port_answers_from_the_host_namespace(host: Host, bin_dir: Path) -> None:
     host.docker(["run", "-d", "--name", "web", "-p", f"{WEB_PORT}:{WEB_PORT}", OFFLINE_BASE_IMAGE,
                  "python3", "-m", "http.server", str(WEB_PORT)])  # fmt: skip
-    status, body = _get_when_ready(f"http://{host.address}:{WEB_PORT}/")
+    status, body = get_text_when_ready(f"http://{host.address}:{WEB_PORT}/")
     assert status == 200
     assert "Directory listing" in body
     # The listening side of the port is this build's docker-proxy, found first on dockerd's PATH.
