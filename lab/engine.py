@@ -115,6 +115,10 @@ def start(names: LabNames, host: str, spec: EngineSpec) -> int:
     for directory in (names.host_run_dir(host), names.data_root(host)):
         directory.mkdir(parents=True, exist_ok=True, mode=0o711)
     names.pidfile(host).unlink(missing_ok=True)  # stale: running_pid said no engine
+    # A new namespace inherits this machine's ip_forward=1; a freshly booted host has 0, and
+    # then Docker (20.10) enables forwarding itself and sets the FORWARD policy to DROP, which
+    # is what keeps an unpublished container port from neighbours. Start as a booted host would.
+    system.run(nsenter_argv(names.netns_path(host), ["sysctl", "-qw", "net.ipv4.ip_forward=0"]))
     argv = dockerd_argv(names, host, spec)
     with open(names.log_file(host), "ab") as log_file:
         log_file.write(f"--- {time.strftime('%F %T')} {' '.join(argv)}\n".encode())

@@ -5,9 +5,11 @@ Under CI=true a missing prerequisite fails a test instead of skipping it.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import os
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +19,7 @@ from typing import Any
 import docker
 import pytest
 
+from lab import run_in_netns
 from tests.support.stacks import REPO_ROOT
 
 IN_CI = os.environ.get("CI") == "true"
@@ -126,3 +129,26 @@ def get_text_when_ready(url: str, within: float = 20) -> tuple[int, str]:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{url} did not answer in {within}s: {exc}") from exc
             time.sleep(0.3)
+
+
+CONNECT_TIMEOUT = 3.0
+
+
+def tcp_connect(address: str, port: int, netns: str | None = None) -> str:
+    """Open (and close) one TCP connection: "connected", "refused", "timeout", or the errno's
+    name. In `netns` if given, else from this process's own namespace."""
+
+    def attempt() -> str:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(CONNECT_TIMEOUT)
+            try:
+                sock.connect((address, port))
+            except ConnectionRefusedError:
+                return "refused"
+            except TimeoutError:
+                return "timeout"
+            except OSError as exc:
+                return errno.errorcode.get(exc.errno or 0, str(exc))
+            return "connected"
+
+    return attempt() if netns is None else run_in_netns(netns, attempt, CONNECT_TIMEOUT + 10)

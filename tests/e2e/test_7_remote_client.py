@@ -39,6 +39,7 @@ from packet_trace.parse import (
     parse_ss_listeners,
 )
 from tests.e2e import harness
+from tests.e2e.harness import tcp_connect
 from tests.support.stacks import Engine, Stack
 
 pytestmark = pytest.mark.e2e
@@ -399,15 +400,74 @@ def test_loopback_request_arrives_from_the_gateway(engine: Engine, published: Pu
     )
 
     assert status == 200
-    # docker-proxy (or, without it, Docker's loopback masquerade) connects from the gateway.
+    # Both engines run with the userland proxy (their default): docker-proxy holds the port
+    # and connects to external from the gateway.
+    assert listener is not None, listeners
+    assert listener.process == "docker-proxy", listener
     assert body["client_ip"] == published.gateway
-    if listener is not None and listener.process == "docker-proxy":
-        # The OUTPUT jump excludes 127.0.0.0/8: the DNAT rule never saw this request.
-        assert after.packets == before.packets
+    # The OUTPUT jump excludes 127.0.0.0/8: the DNAT rule never saw this request.
+    assert after.packets == before.packets
     harness.record_measurements(
         "remote_client",
         {
             "loopback_client_ip": body["client_ip"],
-            "loopback_listener": listener.process if listener else None,
+            "loopback_listener": listener.process,
         },
     )
+
+
+# --- internal's own address, from the other host ---------------------------------------------
+
+# What drops the other host's packets to internal's own IP (docs/engines.md): Debian 20.10 has
+# no rule of its own, so they fall to the FORWARD chain's policy, which it set to DROP when it
+# enabled ip_forward itself; the current engine drops them explicitly, first in the raw table.
+DROPPED_BY = {
+    "docker-20.10": "policy filter FORWARD",
+    "docker-current": "raw PREROUTING -d {internal_ip}/32 ! -i {bridge} -j DROP",
+}
+
+
+def _drop_counters(text: str) -> dict[str, int]:
+    """Packets counted by what can drop a forwarded packet in the raw and filter tables of an
+    `iptables-save -c`: each built-in chain's DROP policy ("policy <table> <chain>") and each
+    DROP rule ("<table> <chain> <matches> -j DROP")."""
+    counters: dict[str, int] = {}
+    table = ""
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+        elif policy := re.match(r"^:(\S+) DROP \[(\d+):\d+\]", line):
+            counters[f"policy {table} {policy[1]}"] = int(policy[2])
+    for table in ("raw", "filter"):
+        for rule in parse_iptables_save(text, table):
+            if rule.target == "DROP":
+                key = f"{table} {rule.chain} {rule.spec.split(' ', 2)[2]}"
+                counters[key] = counters.get(key, 0) + rule.packets
+    return counters
+
+
+def test_internal_ip_is_unreachable_from_another_host(
+    client_host: ClientHost, published: Published, config: dict[str, str]
+) -> None:
+    """The client's default route is the engine host, so it can address internal's own IP: the
+    engine host must not forward it there."""
+    engine = client_host.engine
+    internal_ip, internal_port = config["internalIp"], int(config["internalPort"])
+    before = _drop_counters(engine.run("iptables-save", "-c").stdout)
+    outcome = tcp_connect(internal_ip, internal_port, client_host.netns)
+    after = _tables(engine)
+    counted = _drop_counters(after.text)
+    dropped = {key: n - before.get(key, 0) for key, n in counted.items() if n > before.get(key, 0)}
+    expected = DROPPED_BY[engine.kind].format(internal_ip=internal_ip, bridge=published.bridge)
+    print(
+        f"{client_host.client_ip} (netns {client_host.netns}) -> {internal_ip}:{internal_port}: "
+        f"{outcome} on {engine.kind}; dropped by {dropped}; "
+        f"evidence {_forwarding_evidence(client_host, after)}"
+    )
+    harness.record_measurements(
+        "remote_client", {f"internal_ip_from_other_host_{engine.kind}": [outcome, dropped]}
+    )
+
+    # No answer at all (not even a refusal): the engine host dropped the SYNs on the way in.
+    assert outcome == "timeout", f"{outcome}: {_forwarding_evidence(client_host, after)}"
+    assert expected in dropped, f"expected {expected!r} to drop it; counted {dropped}"

@@ -282,6 +282,13 @@ class Stack:
     def workdir(self) -> Path:
         return self.project.workdir
 
+    def set_config(self, **changes: str) -> None:
+        """Change `c2c:<key>` values (what `pulumi config set` does); the next `up` applies them."""
+        self._auto.set_all_config(
+            {f"c2c:{key}": auto.ConfigValue(value=value) for key, value in changes.items()}
+        )
+        self.config.update(changes)
+
     def set_hosts(self, hosts: Mapping[str, Host]) -> None:
         """`c2c:hosts` from lab hosts: each one's Docker URL and underlay address. An object, so
         its leaves are set by path (`pulumi config set --path`)."""
