@@ -23,6 +23,7 @@ from packet_trace.model import (
     NatRule,
     OverlayEndpoint,
     OverlayHostView,
+    Replica,
     StackOutputs,
     TraceHost,
 )
@@ -335,3 +336,14 @@ def counting_rules(interface: str, port: int, comment: str) -> list[tuple[str, l
     They have no target: a packet goes on as if they were not there."""
     match = ["-p", "udp", "--dport", str(port), "-m", "comment", "--comment", comment]
     return [("OUTPUT", ["-o", interface, *match]), ("INPUT", ["-i", interface, *match])]
+
+
+def answering_replica(
+    replicas: list[Replica], hostname: str | None, container_ip: str | None
+) -> Replica | None:
+    """The replica that answered a request, by the hostname and address it reported (both must
+    match: a replaced replica can take the same slot hostname, or a freed address)."""
+    return next(
+        (r for r in replicas if r.hostname == hostname and r.ipv4 == container_ip),
+        None,
+    )

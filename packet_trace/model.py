@@ -256,6 +256,30 @@ class ForwardingStep:
     vtep_host: str | None  # the host of c2c:hosts with that address
 
 
+@dataclass(frozen=True)
+class Replica:
+    """One task container of a replicated internal (a Swarm service, c2c:internalReplicas > 1)."""
+
+    container: str  # the task's container name, <service>.<slot>.<task id>
+    hostname: str  # what the replica reports as its hostname (<service>-<slot>)
+    host: str
+    ipv4: str
+    mac: str
+    running: bool
+
+
+@dataclass
+class ReplicaSet:
+    """internal as several replicas reached by a DNS name instead of one static IP."""
+
+    service: str  # the Swarm service (com.docker.swarm.service.name)
+    dns_name: str  # the host of INTERNAL_URL, which external resolves
+    replicas: list[Replica] = field(default_factory=list)
+    resolver: str | None = None  # where the name was asked: Docker's embedded DNS
+    dns_answer: list[str] | None = None  # its A records, in the order given (None: not read)
+    followed: str | None = None  # container of the replica that answered the traced request
+
+
 @dataclass
 class OverlayHop:
     network_name: str
@@ -270,6 +294,8 @@ class OverlayHop:
     hosts: list[OverlayHostView] = field(default_factory=list)
     forward: ForwardingStep | None = None  # external's host -> internal
     reply: ForwardingStep | None = None  # internal's host -> external
+    # Replicated internal only (None for one internal container, and then left out of the JSON).
+    replicas: ReplicaSet | None = None
 
     def view(self, host: str) -> OverlayHostView | None:
         return next((v for v in self.hosts if v.host == host), None)
@@ -311,6 +337,8 @@ class Trace:
             if self.outputs.host_address is None:
                 del data["outputs"]["host_address"]
         if self.overlay is not None:
+            if self.overlay.replicas is None:
+                del data["overlay"]["replicas"]
             for view, raw in zip(self.overlay.hosts, data["overlay"]["hosts"], strict=True):
                 for count, raw_count in zip(view.counts, raw["counts"], strict=True):
                     raw_count["delta"] = count.delta

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TypeVar
+from urllib.parse import urlsplit
 
-from packet_trace import analyze
+from packet_trace import analyze, dns
 from packet_trace.collect import (
     REMEDY_DOCKER,
     REMEDY_ROOT,
@@ -34,6 +35,8 @@ from packet_trace.model import (
     OverlayHop,
     OverlayHostView,
     OverlayLink,
+    Replica,
+    ReplicaSet,
     Trace,
     TracedRequest,
     TraceHost,
@@ -46,6 +49,7 @@ from packet_trace.parse import (
     classify_command_error,
     parse_bridge_fdb,
     parse_container_inspect,
+    parse_dns_response,
     parse_ip_neigh,
     parse_iptables_save,
     parse_netns_links,
@@ -69,6 +73,8 @@ SERVICES = ("external", "internal")
 GWBRIDGE = "docker_gwbridge"
 VXLAN_PORT = 4789  # IANA's; the vxlan device's own dstport is used when it could be read
 COUNT_COMMENT = "c2c-trace-vxlan"
+# Swarm's label on a task container: the service it is a replica of.
+SWARM_SERVICE_LABEL = "com.docker.swarm.service.name"
 REMEDY_NETNS = (
     "run the trace on the machine of the host's engine, as root; a remote engine (tcp://, "
     "ssh://) shows its containers but not its namespace"
@@ -79,6 +85,13 @@ REMEDY_NETNS = (
 class _Placed:
     host: str
     info: ContainerInfo
+
+
+@dataclass(frozen=True)
+class _Found:
+    overlay: OverlayHop
+    placed: dict[str, _Placed]  # the one container per service (internal: the first replica)
+    replicas: list[_Placed]  # running replicas of a replicated internal; [] for one container
 
 
 def collect_multihost(
@@ -95,12 +108,12 @@ def collect_multihost(
     found = _read_engines(engines, trace, stack)
     if found is None:
         return trace
-    overlay, placed = found
+    overlay, placed, replicas = found.overlay, found.placed, found.replicas
     ext, intl = placed["external"], placed["internal"]
-    for service, expected in (
-        ("external", stack_hosts.external_host),
-        ("internal", stack_hosts.internal_host),
-    ):
+    expected_hosts = [("external", stack_hosts.external_host)]
+    if not replicas:  # Swarm places replicas: c2c:internalHost does not apply to them
+        expected_hosts.append(("internal", stack_hosts.internal_host))
+    for service, expected in expected_hosts:
         if placed[service].host != expected:
             trace.notes.append(
                 f"{service} runs on host {placed[service].host}, not on c2c:{service}Host "
@@ -110,15 +123,23 @@ def collect_multihost(
     ext_host = trace.host(ext.host)
     assert ext_host is not None  # every engine is a host of the trace
     base = analyze.stack_outputs(stack, _as_bridge(overlay), ext.info, intl.info, published)
-    outputs = replace(base, host_address=ext_host.address)
+    # A replicated internal has no address of its own: external reaches it by name.
+    outputs = replace(
+        base, host_address=ext_host.address, internal_ip="" if replicas else base.internal_ip
+    )
     trace.outputs = outputs
+    peers = [("internal", p) for p in replicas] if replicas else [("internal", intl)]
     overlay.endpoints = [
         OverlayEndpoint(
             p.info.name, service, p.host, *p.info.networks.get(overlay.network_name, ("", ""))
         )
-        for service, p in (("external", ext), ("internal", intl))
+        for service, p in [("external", ext), *peers]
     ]
     trace.overlay = overlay
+    if replicas:
+        overlay.replicas = _replica_set(replicas, ext, overlay.network_name)
+        if ext_host.netns is not None:
+            _resolve(engines[ext.host], trace, overlay.replicas, ext.info)
 
     ext_src = engines[ext.host]
     overlay.published_via = _gwbridge_address(ext_src, trace, ext.info)
@@ -147,12 +168,14 @@ def collect_multihost(
         send_request = False
     choice = _choose(trace, ext_host, links, before.rules, target)
 
-    # A host whose container is stopped has left the overlay: its namespace is gone.
+    # A host whose container is stopped has left the overlay: its namespace is gone. With
+    # replicas, every host that runs one holds the overlay (one container there finds it).
+    on_hosts = {p.host: p for p in reversed(replicas)} if replicas else {intl.host: intl}
     views = {
         p.host: _overlay_view(engines[p.host], trace, p, overlay)
         if p.info.running
         else OverlayHostView(host=p.host)
-        for p in (ext, intl)
+        for p in [*on_hosts.values(), ext]
     }
     overlay.hosts = [views[h.name] for h in hosts if h.name in views]
     for view in overlay.hosts:
@@ -177,7 +200,16 @@ def collect_multihost(
     else:
         _traced_request(client, engines, ext_src, trace, choice, ext.info, before.rules)
 
+    if overlay.replicas is not None:
+        answered = _followed(trace, overlay.replicas, replicas)
+        if answered is None:
+            return trace
+        intl = answered
     for view in overlay.hosts:
+        if intl.host == ext.host:
+            break  # a replica beside external: br0 carries the frames, no host forwards them
+        if view.host not in (ext.host, intl.host):
+            continue
         peer_service = intl if view.host == ext.host else ext
         to = next(e for e in overlay.endpoints if e.container == peer_service.info.name)
         step = analyze.forwarding_step(view, to, hosts)
@@ -188,6 +220,68 @@ def collect_multihost(
     if ext.info.running and intl.info.running:
         _check_forwarding(trace, overlay, intl.host)
     return trace
+
+
+# ---------------------------------------------------------------------------------------------
+# a replicated internal: the name external resolves, the replicas, the one that answered
+# ---------------------------------------------------------------------------------------------
+
+
+def _replica_set(replicas: list[_Placed], ext: _Placed, network: str) -> ReplicaSet:
+    url = ext.info.env.get("INTERNAL_URL", "")
+    return ReplicaSet(
+        service=replicas[0].info.labels.get(SWARM_SERVICE_LABEL, ""),
+        dns_name=urlsplit(url).hostname or "",
+        replicas=[
+            Replica(
+                p.info.name, p.info.hostname, p.host, *p.info.networks.get(network, ("", "")), True
+            )
+            for p in replicas
+        ],
+    )
+
+
+def _resolve(src: HostSources, trace: Trace, replicas: ReplicaSet, external: ContainerInfo) -> None:
+    """Ask external's own resolver (Docker's embedded DNS, in its namespace) for the name."""
+    if not replicas.dns_name or not external.sandbox_key:
+        return
+    replicas.resolver = dns.EMBEDDED_DNS
+    result = src.in_netns(external.sandbox_key, dns.query_argv(replicas.dns_name))
+    if result.returncode != 0:
+        trace.add_problem(
+            "overlay",
+            "dns-unreadable",
+            f"asking {dns.EMBEDDED_DNS} in {external.name}'s namespace for {replicas.dns_name}: "
+            f"{result.stderr.strip() or f'exit code {result.returncode}'}",
+            REMEDY_ROOT,
+        )
+        return
+    try:
+        replicas.dns_answer = parse_dns_response(result.stdout)
+    except ParseError as exc:
+        trace.add_problem("overlay", "dns-unreadable", str(exc), REMEDY_ROOT)
+
+
+def _followed(trace: Trace, replicas: ReplicaSet, placed: list[_Placed]) -> _Placed | None:
+    """The replica that answered the traced request: internal reports its hostname and
+    address, and each replica's engine holds both."""
+    svc = trace.services
+    if svc is None or svc.internal_hostname is None:
+        return None
+    found = analyze.answering_replica(
+        replicas.replicas, svc.internal_hostname, svc.internal_container_ip
+    )
+    if found is None:
+        trace.add_problem(
+            "overlay",
+            "replica-unknown",
+            f"internal answered as {svc.internal_hostname} ({svc.internal_container_ip}), which "
+            f"is none of the running replicas of {replicas.service}",
+            "run the trace again: Swarm may have replaced a replica meanwhile",
+        )
+        return None
+    replicas.followed = found.container
+    return next(p for p in placed if p.info.name == found.container)
 
 
 def _traced_request(
@@ -239,7 +333,7 @@ def _traced_request(
             if old.rx_packets is not None and new_vxlan.rx_packets is not None:
                 view.vxlan_rx_delta = new_vxlan.rx_packets - old.rx_packets
     request = trace.request
-    if request is not None and request.status == 200:
+    if request is not None and request.status == 200 and _crossed_hosts(trace):
         silent = [v.host for v in views if v.counts and any(c.delta <= 0 for c in v.counts)]
         if silent:
             trace.add_problem(
@@ -251,16 +345,30 @@ def _traced_request(
             )
 
 
+def _crossed_hosts(trace: Trace) -> bool:
+    """Did the traced request leave external's host? Not when a replica beside external
+    answered it (one internal container is on another host by definition)."""
+    overlay, svc = trace.overlay, trace.services
+    if overlay is None or overlay.replicas is None:
+        return True
+    ext = next((e for e in overlay.endpoints if e.service == "external"), None)
+    found = analyze.answering_replica(
+        overlay.replicas.replicas,
+        svc.internal_hostname if svc else None,
+        svc.internal_container_ip if svc else None,
+    )
+    return found is None or ext is None or found.host != ext.host
+
+
 # ---------------------------------------------------------------------------------------------
 # the engines: the stack's overlay and containers, by label
 # ---------------------------------------------------------------------------------------------
 
 
-def _read_engines(
-    engines: Mapping[str, HostSources], trace: Trace, stack: str
-) -> tuple[OverlayHop, dict[str, _Placed]] | None:
+def _read_engines(engines: Mapping[str, HostSources], trace: Trace, stack: str) -> _Found | None:
     overlay: OverlayHop | None = None
     placed: dict[str, _Placed] = {}
+    tasks: list[_Placed] = []  # containers of a Swarm service (internal's replicas)
     for name, src in engines.items():
         try:
             networks = src.networks(stack)
@@ -281,10 +389,19 @@ def _read_engines(
         host = trace.host(name)
         for info in containers:
             service = info.labels.get(SERVICE_LABEL)
+            if service == "internal" and SWARM_SERVICE_LABEL in info.labels:
+                # Swarm keeps ended tasks' containers as history: only running ones serve.
+                if info.running:
+                    tasks.append(_Placed(name, info))
+                    if host is not None and service not in host.services:
+                        host.services.append(service)
+                continue
             if service in SERVICES and service not in placed:
                 placed[service] = _Placed(name, info)
                 if host is not None:
                     host.services.append(service)
+    if tasks and "internal" not in placed:
+        placed["internal"] = tasks[0]
     if overlay is None:
         trace.add_problem(
             "overlay",
@@ -319,7 +436,7 @@ def _read_engines(
             remedy_deploy(stack),
         )
         return None
-    return overlay, placed
+    return _Found(overlay, placed, tasks)
 
 
 def _as_bridge(overlay: OverlayHop) -> BridgeHop:

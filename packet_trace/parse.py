@@ -45,6 +45,7 @@ class ContainerInfo:
     id: str = ""
     # The file of its network namespace: <engine exec root>/netns/<sandbox id prefix>.
     sandbox_key: str = ""
+    hostname: str = ""
 
 
 @dataclass(frozen=True)
@@ -405,6 +406,7 @@ def parse_container_inspect(data: Any) -> ContainerInfo:
         networks=networks,
         id=str(c.get("Id", "")),
         sandbox_key=str((c.get("NetworkSettings") or {}).get("SandboxKey") or ""),
+        hostname=str(config.get("Hostname") or ""),
     )
 
 
@@ -533,3 +535,58 @@ def parse_service_response(text: str) -> dict[str, Any]:
     if not isinstance(data["upstream"], dict) or "client_ip" not in data["upstream"]:
         raise ParseError("external's answer has no upstream client_ip")
     return data
+
+
+# ---------------------------------------------------------------------------------------------
+# a DNS answer (packet_trace.dns prints it in hex)
+# ---------------------------------------------------------------------------------------------
+
+DNS_TYPE_A = 1
+DNS_NXDOMAIN = 3
+
+
+def parse_dns_response(text: str) -> list[str]:
+    """The IPv4 addresses of a DNS response's A records, in the order the server gave them;
+    [] when the name does not exist. Input: the response in hex, as packet_trace.dns prints."""
+    try:
+        data = bytes.fromhex(text.strip())
+    except ValueError as exc:
+        raise ParseError(f"DNS answer is not hex: {exc}") from exc
+    if len(data) < 12:
+        raise ParseError(f"DNS answer of {len(data)} bytes is shorter than its header")
+    _, flags, questions, answers = (int.from_bytes(data[i : i + 2], "big") for i in (0, 2, 4, 6))
+    rcode = flags & 0xF
+    if rcode == DNS_NXDOMAIN:
+        return []
+    if rcode != 0:
+        raise ParseError(f"DNS answered with error code {rcode}")
+    at = 12
+    for _ in range(questions):
+        at = _dns_skip_name(data, at) + 4  # type, class
+    found = []
+    for _ in range(answers):
+        at = _dns_skip_name(data, at)
+        if at + 10 > len(data):
+            raise ParseError("DNS answer cut short in a record")
+        rtype = int.from_bytes(data[at : at + 2], "big")
+        length = int.from_bytes(data[at + 8 : at + 10], "big")
+        rdata = data[at + 10 : at + 10 + length]
+        if len(rdata) != length:
+            raise ParseError("DNS answer cut short in a record's data")
+        if rtype == DNS_TYPE_A and length == 4:
+            found.append(str(ipaddress.IPv4Address(rdata)))
+        at += 10 + length
+    return found
+
+
+def _dns_skip_name(data: bytes, at: int) -> int:
+    """The offset after a (possibly compressed) name starting at `at`."""
+    while True:
+        if at >= len(data):
+            raise ParseError("DNS answer cut short in a name")
+        length = data[at]
+        if length & 0xC0 == 0xC0:  # a pointer ends the name
+            return at + 2
+        at += 1 + length
+        if length == 0:
+            return at

@@ -8,6 +8,9 @@ from packet_trace.model import (
     ForwardingStep,
     OverlayHop,
     OverlayHostView,
+    Replica,
+    ReplicaSet,
+    ServiceHop,
     Trace,
     TraceHost,
 )
@@ -37,6 +40,17 @@ def hops(trace: Trace) -> list[str]:
     lines += _hop3(trace.overlay, trace)
     hop4 = _hop4(trace.services, trace)
     svc, overlay = trace.services, trace.overlay
+    if svc and overlay and overlay.replicas and svc.internal_hostname:
+        answered = _followed(overlay.replicas)
+        hop4[4:4] = [
+            _wrap(
+                f"that is replica {answered.container} on host {answered.host}, one of "
+                f"{len(overlay.replicas.replicas)}"
+                if answered
+                else "that is none of the running replicas the engines list",
+                "   ",
+            )
+        ]
     if (
         svc
         and overlay
@@ -62,11 +76,12 @@ def _host_line(host: TraceHost) -> str:
 def _hop3(overlay: OverlayHop | None, trace: Trace) -> list[str]:
     if overlay is None:
         return ["3. Overlay: not read", ""]
+    width = max([28, *(len(e.container) for e in overlay.endpoints)])
     lines = [
         f"3. Overlay {overlay.network_name} (id {overlay.network_id[:12]}, driver "
         f"{overlay.driver}), subnet {overlay.subnet}, gateway {overlay.gateway}"
         + (f", Swarm's own range {overlay.ip_range}" if overlay.ip_range else ""),
-        f"   {'container':<28} {'host':<6} {'ip':<15} mac",
+        f"   {'container':<{width}} {'host':<6} {'ip':<15} mac",
     ]
     for e in overlay.endpoints:
         via = (
@@ -74,10 +89,66 @@ def _hop3(overlay: OverlayHop | None, trace: Trace) -> list[str]:
             if e.service == "external" and overlay.published_via
             else ""
         )
-        lines.append(f"   {e.container:<28} {e.host:<6} {e.ipv4:<15} {e.mac}{via}")
+        if overlay.replicas is not None and e.service == "internal":
+            via = _replica_note(overlay.replicas, e.container)
+        lines.append(f"   {e.container:<{width}} {e.host:<6} {e.ipv4:<15} {e.mac}{via}")
+    if overlay.replicas is not None:
+        lines += _replica_lines(overlay.replicas)
     for view in overlay.hosts:
         lines += _view_lines(view, overlay, trace)
     lines.append("")
+    return lines
+
+
+def _followed(replicas: ReplicaSet) -> Replica | None:
+    return next((r for r in replicas.replicas if r.container == replicas.followed), None)
+
+
+def _replica_note(replicas: ReplicaSet, container: str) -> str:
+    replica = next(r for r in replicas.replicas if r.container == container)
+    notes = [f"hostname {replica.hostname}"]
+    if replicas.dns_answer is not None and replica.ipv4 not in replicas.dns_answer:
+        notes.append("not in the DNS answer")
+    if container == replicas.followed:
+        notes.append("answered the traced request")
+    return f"  ({', '.join(notes)})"
+
+
+def _replica_lines(replicas: ReplicaSet) -> list[str]:
+    """What replaces one static IP: a name, and the embedded DNS's answer for it."""
+    count = len(replicas.replicas)
+    lines = [
+        _wrap(
+            f"internal is the Swarm service {replicas.service}: {count} running replicas, each "
+            f"with its own address from Swarm's range, none static; external reaches them by "
+            f"the DNS name {replicas.dns_name} (the host of its INTERNAL_URL)",
+            "   ",
+        )
+    ]
+    if replicas.dns_answer is None:
+        return [*lines, "   the name's DNS answer: not read"]
+    answer = ", ".join(replicas.dns_answer) or "no address"
+    own = {r.ipv4 for r in replicas.replicas}
+    if set(replicas.dns_answer) == own:
+        meaning = (
+            "every running replica's own address (endpoint mode dnsrr: no virtual IP in front), "
+            "in the order of this lookup"
+        )
+    else:
+        missing = sorted(own - set(replicas.dns_answer))
+        meaning = (
+            f"not the running replicas' addresses exactly ({', '.join(missing)} missing: a "
+            "replica joins the answer once healthy)"
+            if missing
+            else "addresses that no running replica has"
+        )
+    lines.append(
+        _wrap(
+            f"asked in external's network namespace, Docker's embedded DNS {replicas.resolver} "
+            f"answers {replicas.dns_name} with {answer}: {meaning}",
+            "   ",
+        )
+    )
     return lines
 
 
@@ -110,6 +181,23 @@ def _view_lines(view: OverlayHostView, overlay: OverlayHop, trace: Trace) -> lis
     step = step or (overlay.reply if overlay.reply and overlay.reply.host == view.host else None)
     if step is not None and view.vxlan is not None:
         lines += _step_lines(step, overlay)
+    answered = _followed(overlay.replicas) if overlay.replicas else None
+    ext = trace.service_host("external")
+    if answered is not None and ext is not None and view.vxlan is not None:
+        if answered.host == view.host == ext.name:
+            lines.append(
+                _wrap(
+                    f"to internal: replica {answered.hostname} ({answered.ipv4}) is on this "
+                    f"host too: br0 carries the frames between its veth and external's, "
+                    f"{view.vxlan.name} is not on the path",
+                    "     ",
+                )
+            )
+        elif view.host not in (answered.host, ext.name):
+            lines.append(
+                f"     not on the traced request's path: replica {answered.hostname} runs on "
+                f"host {answered.host}"
+            )
     if view.counts:
         moved = ", ".join(f"{_direction(c.chain)} +{c.delta}" for c in view.counts)
         port = view.vxlan.dstport if view.vxlan else None
@@ -219,7 +307,31 @@ def summarize(trace: Trace) -> str:
         )
     view = overlay.view(a)
     step = overlay.forward
-    if svc and svc.internal_client_ip and view and view.vxlan and step:
+    answered = _followed(overlay.replicas) if overlay.replicas else None
+    if overlay.replicas and svc and svc.internal_client_ip and view and view.vxlan and answered:
+        b = answered.host
+        count = len(overlay.replicas.dns_answer or [])
+        by_name = (
+            f"External then called internal by name at {svc.internal_url}, a name Docker's "
+            f"embedded DNS resolves to {count} replica addresses, and replica "
+            f"{answered.hostname} ({answered.ipv4}) on host {b} answered."
+        )
+        if b == a:
+            sentences.append(
+                f"{by_name} It runs beside external on host {a}, so the request's frames went "
+                f"through the overlay's br0 from veth to veth and needed no VXLAN (UDP packets "
+                f"counted meanwhile are other overlay traffic)."
+            )
+        elif step is not None:
+            sentences.append(
+                f"{by_name} On host {a}, {view.vxlan.name} (VNI {view.vxlan.vni}, MTU "
+                f"{view.vxlan.mtu}) maps its MAC {step.mac} to {step.vtep or 'no address'}"
+                + (f", host {step.vtep_host}" if step.vtep_host else "")
+                + f", so the frame left {a} in UDP to port {view.vxlan.dstport} and host {b} "
+                "unwrapped it to the replica."
+            )
+        sentences += _counted_and_client(overlay, svc, view)
+    elif svc and svc.internal_client_ip and view and view.vxlan and step:
         sentences.append(
             f"External then called internal at {svc.internal_url or out.internal_url} over the "
             f"overlay {overlay.network_name}: on host {a}, {view.vxlan.name} (VNI "
@@ -229,22 +341,7 @@ def summarize(trace: Trace) -> str:
             + f", so the frame left {a} in UDP to port {view.vxlan.dstport} and host {b} "
             f"unwrapped it to internal."
         )
-        counted = [
-            f"{v.host} {'/'.join(f'{_direction(c.chain)} +{c.delta}' for c in v.counts)}"
-            for v in overlay.hosts
-            if v.counts
-        ]
-        if counted:
-            sentences.append(
-                f"UDP packets to port {view.vxlan.dstport} on the underlay during the request: "
-                + "; ".join(counted)
-                + "."
-            )
-        sentences.append(
-            f"Internal saw client {svc.internal_client_ip}, external's own overlay address: no "
-            f"NAT between the hosts. The whole request took {_ms(svc.total_ms)}, of which "
-            f"{_ms(svc.upstream_ms)} was external waiting for internal."
-        )
+        sentences += _counted_and_client(overlay, svc, view)
     elif req is not None and req.error not in (None, "not sent"):
         sentences.append(f"The request failed ({req.error}), so the services' view is missing.")
     if trace.problems:
@@ -254,3 +351,26 @@ def summarize(trace: Trace) -> str:
             + "); the problems listed say what to do."
         )
     return " ".join(sentences)
+
+
+def _counted_and_client(overlay: OverlayHop, svc: ServiceHop, view: OverlayHostView) -> list[str]:
+    """The UDP counts on each underlay, and what internal saw, as summary sentences."""
+    port = view.vxlan.dstport if view.vxlan else None
+    counted = [
+        f"{v.host} {'/'.join(f'{_direction(c.chain)} +{c.delta}' for c in v.counts)}"
+        for v in overlay.hosts
+        if v.counts
+    ]
+    sentences = []
+    if counted:
+        sentences.append(
+            f"UDP packets to port {port} on the underlay during the request: "
+            + "; ".join(counted)
+            + "."
+        )
+    sentences.append(
+        f"Internal saw client {svc.internal_client_ip}, external's own overlay address: no "
+        f"NAT between the hosts. The whole request took {_ms(svc.total_ms)}, of which "
+        f"{_ms(svc.upstream_ms)} was external waiting for internal."
+    )
+    return sentences

@@ -10,6 +10,10 @@ Fixture folders (recorded on a lab of `python -m lab up --hosts a,b --swarm`, un
 
   real-multihost-docker-20.10/    Debian's docker.io 20.10.24
   real-multihost-docker-current/  the current engine (moby v2.0.0-beta.24)
+  real-replicas-same-host-docker-20.10/, real-replicas-other-host-docker-20.10/
+      stack ntr with c2c:internalReplicas 3 on Debian's docker.io 20.10 (underlay 198.18.14.0/24;
+      the stack file keeps this folder's usual name): two runs, the request answered by the
+      replica beside external on a, and by one on b
 
 Each holds calls.json and the stack file the trace read. Replay answers each (host, call,
 arguments) with the recorded answers in order (the last one again once they run out), so the
