@@ -4,6 +4,12 @@ internal  -- static IP on the network, no published port: reachable only from th
 external  -- static IP on the network, one published port hostPort -> externalPort, and
              INTERNAL_URL pointing at internal's static IP.
 
+Each service is two containers (docs/zero-downtime.md), as a Kubernetes pod is:
+* a sandbox, c2c-<stack>-<service>-sandbox: it owns the network identity (the static IP, the
+  published port, net.ipv4.tcp_migrate_req=1 in its namespace) and only sleeps; long-lived;
+* the app, c2c-<stack>-<service>-<digest>: gunicorn in the sandbox's network namespace
+  (network_mode container:<sandbox id>), so replacing it leaves the IP and the port alone.
+
 Where they run (c2c:hosts, internalHost, externalHost):
 * No hosts (the default): one engine, the one DOCKER_HOST names, through the default
   provider; a user-defined bridge. No explicit provider, so existing stacks see no change.
@@ -28,13 +34,21 @@ Replacement rules (why the options below look the way they do):
   With `keep_locally=False` the image is removed on destroy or when its tag changes.
 * A container runs the image ID (`RemoteImage.image_id`). The provider reads a container's
   image back as that ID, so passing the ID (not the name) keeps a no-change `pulumi up`
-  empty, and a rebuild replaces exactly that service's container.
-* Containers and the network have fixed names and static IPs, so a replacement must delete
-  the old one first (delete_before_replace).
+  empty, and a rebuild replaces exactly that service's app container. The sandboxes run the
+  base image, found locally (kept on destroy): a code change never touches them.
+* The network and the sandboxes have fixed names and static IPs, so a replacement must
+  delete the old one first (delete_before_replace).
+* An app container is replaced create-first (delete_before_replace=False, overriding the
+  provider's delete-first for containers): the new one joins the sandbox, listens beside the
+  old one (SO_REUSEPORT), `wait` holds `pulumi up` until it is healthy, then the old one is
+  stopped (gunicorn drains on SIGTERM) and removed. Its name ends in a digest of everything it
+  is made of, so the name is new exactly when the container is.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +73,13 @@ TMPFS_PATH = "/tmp"  # noqa: S108 - a tmpfs mount, not a file
 TMPFS_SIZE_MB = 16
 TMPFS = {TMPFS_PATH: f"rw,noexec,nosuid,nodev,size={TMPFS_SIZE_MB}m"}
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
+SECURITY_OPTS = ("no-new-privileges:true",)
+# Which of a service's two containers: the sandbox (network identity) or the app (the server).
+ROLE_LABEL = "c2c.role"
+SANDBOX_COMMAND = ("sleep", "infinity")
+SANDBOX_SYSCTLS = {"net.ipv4.tcp_migrate_req": "1"}
+# A sleeping process needs well under 1 MiB; Docker refuses limits under 6 MiB.
+SANDBOX_MEMORY_MB = 16
 # gunicorn's graceful_timeout is 5 s: give it that and some before the engine kills.
 DESTROY_GRACE_SECONDS = 10
 # `wait` blocks `pulumi up` until the image's healthcheck reports healthy, or fails after this.
@@ -137,6 +158,9 @@ class ServicePair(pulumi.ComponentResource):
             opts=self._on(settings.network_host, delete_before_replace=True),
         )
 
+        # Filled as the services are declared: base image per host, sandbox per service.
+        self.base_images: dict[str, docker.RemoteImage] = {}
+        self.sandboxes: dict[str, docker.Container] = {}
         self.images = {
             service: self._image(service, args.services_dir, settings.host_of(service))
             for service in SERVICES
@@ -288,8 +312,10 @@ class ServicePair(pulumi.ComponentResource):
             **env,
         }
 
-    def _labels(self, service: str) -> dict[str, str]:
-        return dict(sorted({**self._settings.labels, "c2c.service": service}.items()))
+    def _labels(self, service: str, role: str | None = None) -> dict[str, str]:
+        """The stack's labels, the service's and, for a container, its role (sandbox or app)."""
+        roles = {ROLE_LABEL: role} if role is not None else {}
+        return dict(sorted({**self._settings.labels, "c2c.service": service, **roles}.items()))
 
     def _replicated_internal(self) -> docker.Service:
         """internal as a Swarm service of c2c:internalReplicas replicas, created through the
@@ -379,59 +405,165 @@ class ServicePair(pulumi.ComponentResource):
         ports: Sequence[docker.ContainerPortArgs] | None,
         after: Sequence[pulumi.Resource] = (),
     ) -> docker.Container:
+        """`service` as a sandbox that holds its address (and published port) and the app
+        container in the sandbox's network namespace; returns the app container."""
+        sandbox = self._sandbox(service, address=address, ports=ports)
+        self.sandboxes[service] = sandbox
+        return self._app(service, sandbox, port=port, env=env, after=after)
+
+    def _sandbox(
+        self, service: str, *, address: str, ports: Sequence[docker.ContainerPortArgs] | None
+    ) -> docker.Container:
+        """The service's network identity: its static IP on the network and, for external, the
+        published port; it only sleeps. Fixed name and address: replaced delete-first, which
+        only a change of the network, the address, the port or the base image asks for.
+
+        The resource keeps the name the service's one container had, so an existing stack's
+        container is replaced by its sandbox (deleted first, freeing the address and port)."""
         settings = self._settings
-        name = settings.container_name(service)
-        image = self.images[service]
-        envs = self._env(port, env)
+        host = settings.host_of(service)
         return docker.Container(
             f"{self._name}-{service}",
-            name=name,
-            hostname=name,
-            image=image.image_id,
-            envs=[f"{key}={value}" for key, value in sorted(envs.items())],
+            name=settings.sandbox_name(service),
+            # The app joins this namespace and reports this name (Docker gives a container on
+            # another's network that one's hostname).
+            hostname=settings.container_name(service),
+            image=self._base_image(host).image_id,
+            command=list(SANDBOX_COMMAND),
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(name=self.network.name, ipv4_address=address)
             ],
             ports=list(ports) if ports is not None else None,
+            # Per network namespace: a listener that closes hands the connections still queued
+            # on it to another listener of its SO_REUSEPORT group (the app's next container)
+            # instead of resetting them.
+            sysctls=dict(SANDBOX_SYSCTLS),
             user=CONTAINER_USER,
             read_only=True,
-            tmpfs=dict(TMPFS),
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
-            security_opts=["no-new-privileges:true"],
-            memory=settings.memory_limit_mb,
+            security_opts=list(SECURITY_OPTS),
+            memory=SANDBOX_MEMORY_MB,
+            memory_swap=SANDBOX_MEMORY_MB,
+            restart=settings.restart_policy,
+            max_retry_count=self._max_retry_count(),
+            # Nothing to drain: `docker stop` and destroy end it at once.
+            stop_signal="SIGKILL",
+            must_run=True,
+            log_driver="json-file",
+            log_opts=dict(LOG_OPTS),
+            labels=self._label_args(service, "sandbox"),
+            opts=self._on(host, depends_on=[self.network], delete_before_replace=True),
+        )
+
+    def _base_image(self, host: DockerHost) -> docker.RemoteImage:
+        """The base image on `host`, for the sandboxes: found locally (the services' images are
+        built from it there), never removed by this stack."""
+        if host.name not in self.base_images:
+            suffix = "" if host == self._settings.network_host else f"-on-{host.name}"
+            self.base_images[host.name] = docker.RemoteImage(
+                f"{self._name}-base-image{suffix}",
+                name=self._settings.base_image,
+                keep_locally=True,
+                opts=self._on(host),
+            )
+        return self.base_images[host.name]
+
+    def _app(
+        self,
+        service: str,
+        sandbox: docker.Container,
+        *,
+        port: int,
+        env: Mapping[str, str],
+        after: Sequence[pulumi.Resource],
+    ) -> docker.Container:
+        """The service's server, in the sandbox's network namespace. Replaced create-first: the
+        new container listens beside the old one (SO_REUSEPORT), `wait` holds `pulumi up` until
+        it is healthy (its probe counts its own workers only), then the old one is stopped
+        (SIGTERM: gunicorn drains) and removed.
+
+        Create-first needs a new name for every replacement: the name ends in a digest of all
+        the container is made of (image ID, sandbox ID, and every setting below), so it changes
+        exactly when the container is replaced and a no-change `pulumi up` stays empty."""
+        settings = self._settings
+        image = self.images[service]
+        # Everything the app is made of besides its image and sandbox, as plain values; each is
+        # passed to the container below and enters the name's digest.
+        spec: dict[str, Any] = {
+            "envs": [f"{key}={value}" for key, value in sorted(self._env(port, env).items())],
+            "user": CONTAINER_USER,
+            "tmpfs": dict(TMPFS),
+            "cap_drops": ["ALL"],
+            "security_opts": list(SECURITY_OPTS),
+            "memory": settings.memory_limit_mb,
+            "nproc": settings.nproc_limit,
+            "restart": settings.restart_policy,
+            "max_retry_count": self._max_retry_count(),
+            "grace": DESTROY_GRACE_SECONDS,
+            "log_opts": dict(LOG_OPTS),
+            "labels": self._labels(service, "app"),
+        }
+        name = pulumi.Output.all(image.image_id, sandbox.id).apply(
+            lambda ids: f"{settings.container_name(service)}-{_digest([*ids, spec])}"
+        )
+        return docker.Container(
+            f"{self._name}-{service}-app",
+            name=name,
+            image=image.image_id,
+            network_mode=sandbox.id.apply(lambda sandbox_id: f"container:{sandbox_id}"),
+            envs=spec["envs"],
+            user=spec["user"],
+            read_only=True,
+            tmpfs=spec["tmpfs"],
+            capabilities=docker.ContainerCapabilitiesArgs(drops=spec["cap_drops"]),
+            security_opts=spec["security_opts"],
+            memory=spec["memory"],
             # Equal to memory: no swap on top of the limit (and the engine reads back exactly
             # this, where an unset value comes back as twice the memory and shows as a diff).
-            memory_swap=settings.memory_limit_mb,
+            memory_swap=spec["memory"],
             # pulumi-docker 5.1.0 has no pids_limit; RLIMIT_NPROC is the nearest hard cap.
             ulimits=[
-                docker.ContainerUlimitArgs(
-                    name="nproc", soft=settings.nproc_limit, hard=settings.nproc_limit
-                )
+                docker.ContainerUlimitArgs(name="nproc", soft=spec["nproc"], hard=spec["nproc"])
             ],
-            restart=settings.restart_policy,
-            # Docker rejects a retry count with any policy but on-failure.
-            max_retry_count=(
-                settings.restart_max_retries if settings.restart_policy == "on-failure" else None
-            ),
+            restart=spec["restart"],
+            max_retry_count=spec["max_retry_count"],
             # No healthcheck here: the image's HEALTHCHECK (services/Dockerfile) is the one
             # probe, and `wait` holds `pulumi up` until it reports healthy.
             wait=True,
             wait_timeout=WAIT_TIMEOUT_SECONDS,
             must_run=True,
-            destroy_grace_seconds=DESTROY_GRACE_SECONDS,
+            destroy_grace_seconds=spec["grace"],
             log_driver="json-file",
-            log_opts=dict(LOG_OPTS),
+            log_opts=spec["log_opts"],
             labels=[
                 docker.ContainerLabelArgs(label=key, value=value)
-                for key, value in self._labels(service).items()
+                for key, value in spec["labels"].items()
             ],
             opts=self._on(
                 settings.host_of(service),
-                depends_on=[self.network, image, *after],
-                delete_before_replace=True,
+                depends_on=[image, *after],
+                # Explicit: the provider asks for delete-first for every container.
+                delete_before_replace=False,
             ),
         )
+
+    def _max_retry_count(self) -> int | None:
+        # Docker rejects a retry count with any policy but on-failure.
+        settings = self._settings
+        return settings.restart_max_retries if settings.restart_policy == "on-failure" else None
+
+    def _label_args(self, service: str, role: str) -> list[docker.ContainerLabelArgs]:
+        return [
+            docker.ContainerLabelArgs(label=key, value=value)
+            for key, value in self._labels(service, role).items()
+        ]
 
 
 def _seconds(milliseconds: int) -> str:
     return str(milliseconds / 1000)
+
+
+def _digest(parts: Sequence[Any]) -> str:
+    """12 hex digits of a digest of JSON-able parts."""
+    text = json.dumps(list(parts), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -349,7 +349,11 @@ class StackSettings(BaseModel):
         return f"{self.prefix}-net"
 
     def container_name(self, service: str) -> str:
+        """The service's name: its sandbox's hostname, the prefix of its app containers' names."""
         return f"{self.prefix}-{service}"
+
+    def sandbox_name(self, service: str) -> str:
+        return f"{self.prefix}-{service}-sandbox"
 
     def image_repository(self, service: str) -> str:
         return f"{self.prefix}-{service}"

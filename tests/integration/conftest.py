@@ -20,6 +20,7 @@ from typing import Protocol
 import pytest
 import requests
 
+from lab.netns import nsenter_argv, run_in_netns
 from tests.support.http_stub import free_port, stub_upstream
 
 __all__ = ["stub_upstream"]  # a fixture: pytest finds it in this conftest
@@ -38,6 +39,8 @@ class Service:
     port: int
     env: dict[str, str]
     logs: Path
+    # A named network namespace to run in (`ip netns`), None for the test's own.
+    netns: str | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -71,6 +74,8 @@ class Service:
         started = time.perf_counter()
         command = [sys.executable, "-m", "gunicorn", "--config", GUNICORN_CONFIG]
         command += ["--bind", f"127.0.0.1:{self.port}"]
+        if self.netns is not None:
+            command = nsenter_argv(self.netns, command)
         with self.stdout.open("ab") as out, self.stderr.open("ab") as err:
             self.process = subprocess.Popen(
                 command, env=self.env_of_the_image, stdout=out, stderr=err, cwd=ROOT
@@ -86,12 +91,20 @@ class Service:
                 output += self.stderr.read_text(errors="replace")
                 pytest.fail(f"{self.name} exited with {self.process.returncode}:\n{output}")
             try:
-                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if self.get("/healthz", timeout=1).status_code == 200:
                     return
             except requests.ConnectionError:
                 pass
             time.sleep(0.05)
         pytest.fail(f"{self.name} did not answer /healthz within {START_TIMEOUT} s")
+
+    def get(self, path: str, *, timeout: float) -> requests.Response:
+        """One GET on a new connection, from where the service runs (its namespace)."""
+
+        def ask() -> requests.Response:
+            return requests.get(f"{self.url}{path}", timeout=timeout)
+
+        return ask() if self.netns is None else run_in_netns(self.netns, ask, timeout + 5)
 
     def stop(self) -> None:
         """Graceful stop (SIGTERM, what `docker stop` sends); SIGKILL if it hangs."""

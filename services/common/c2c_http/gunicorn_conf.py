@@ -21,8 +21,13 @@ wsgi_app = f"{_package}.app:create_app()"
 bind = [f"0.0.0.0:{_settings.port}"]
 workers = _settings.workers
 # gthread keeps connections alive (sync workers close each one after a request), so clients
-# such as external's pooled session to internal do not reconnect for every request.
-worker_class = "gthread"
+# such as external's pooled session to internal do not reconnect for every request. This
+# subclass of it lets go of its listening socket as soon as it stops (c2c_http.worker).
+worker_class = "c2c_http.worker.HandoverWorker"
+# SO_REUSEPORT, one listening socket per worker: the next container of the service (in the same
+# network namespace, docs/zero-downtime.md) listens on the port beside this one before this
+# one stops, so a redeploy never leaves the port without a listener.
+reuse_port = True
 threads = _settings.threads
 keepalive = 5
 # Heartbeat files go to a tmpfs: the root filesystem is read-only in the container.

@@ -93,6 +93,8 @@ class Registration:
     parent: str = ""
     dependencies: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
+    # Whether the program set delete_before_replace at all (else the provider's choice holds).
+    delete_before_replace_defined: bool = False
     # "<provider urn>::<id>" of an explicit provider; "" for the default provider.
     provider: str = ""
 
@@ -142,6 +144,7 @@ class RecordingMonitor(MockMonitor):
             entry.parent = request.parent
             entry.dependencies = list(request.dependencies)
             entry.delete_before_replace = request.deleteBeforeReplace
+            entry.delete_before_replace_defined = request.deleteBeforeReplaceDefined
             entry.provider = request.provider
         return response
 
@@ -170,6 +173,18 @@ class Run:
 
     def container(self, name: str) -> Registration:
         return self.only(CONTAINER, name=name)
+
+    def sandbox(self, service: str) -> Registration:
+        """`service`'s sandbox: the container that holds its address (and published port)."""
+        return self.only_named(CONTAINER, f"c2c-{service}")
+
+    def app(self, service: str) -> Registration:
+        """`service`'s app container: gunicorn, in the sandbox's network namespace."""
+        return self.only_named(CONTAINER, f"c2c-{service}-app")
+
+    def only_named(self, type_: str, logical_name: str) -> Registration:
+        (entry,) = [e for e in self.of_type(type_) if e.name == logical_name]
+        return entry
 
     def image(self, service: str) -> Registration:
         found = [e for e in self.of_type(REMOTE_IMAGE) if e.name.endswith(f"-{service}-image")]

@@ -16,6 +16,7 @@ from tests.unit.infra.infra_harness import (
     CONTAINER,
     NETWORK,
     PROVIDER,
+    REMOTE_IMAGE,
     REPO_ROOT,
     RecordingMocks,
     Registration,
@@ -70,29 +71,45 @@ def test_one_user_defined_bridge_with_the_configured_ipam(dev: Run) -> None:
     assert network.delete_before_replace
 
 
-# --- containers -------------------------------------------------------------------------
+# --- containers: a sandbox and an app per service ----------------------------------------
+
+SERVICES = ("internal", "external")
+APP_NAME = re.compile(r"c2c-dev-(internal|external)-[0-9a-f]{12}")
 
 
-def test_each_container_has_its_static_ip_on_the_bridge(dev: Run) -> None:
-    for name, address in (("c2c-dev-internal", "172.13.0.2"), ("c2c-dev-external", "172.13.0.3")):
-        container = dev.container(name)
-        assert container.inputs["networksAdvanced"] == [
+def test_each_sandbox_has_its_static_ip_on_the_bridge_and_the_service_name(dev: Run) -> None:
+    for service, address in (("internal", "172.13.0.2"), ("external", "172.13.0.3")):
+        sandbox = dev.sandbox(service)
+        assert sandbox.inputs["name"] == f"c2c-dev-{service}-sandbox"
+        assert sandbox.inputs["networksAdvanced"] == [
             {"name": "c2c-dev-net", "ipv4Address": address}
         ]
-        assert container.inputs["hostname"] == name
+        # The app reports it (Docker gives a container on another's network its hostname).
+        assert sandbox.inputs["hostname"] == f"c2c-dev-{service}"
 
 
-def test_only_external_publishes_exactly_host_port_to_external_port(dev: Run) -> None:
-    assert "ports" not in dev.container("c2c-dev-internal").inputs
-    assert dev.container("c2c-dev-external").inputs["ports"] == [
+def test_each_app_joins_its_sandbox_network_namespace_and_nothing_else(dev: Run) -> None:
+    for service in SERVICES:
+        app = dev.app(service)
+        # The mocks' ID of the sandbox resource.
+        assert app.inputs["networkMode"] == f"container:c2c-{service}-id"
+        for key in ("networksAdvanced", "ports", "hostname", "sysctls"):
+            assert key not in app.inputs, key
+        assert APP_NAME.fullmatch(app.inputs["name"])
+        assert app.inputs["name"].startswith(f"c2c-dev-{service}-")
+
+
+def test_only_the_external_sandbox_publishes_exactly_host_port_to_external_port(dev: Run) -> None:
+    assert "ports" not in dev.sandbox("internal").inputs
+    assert dev.sandbox("external").inputs["ports"] == [
         {"internal": 8081, "external": 8090, "ip": "0.0.0.0", "protocol": "tcp"}
     ]
     assert len([c for c in dev.of_type(CONTAINER) if c.inputs.get("ports")]) == 1
-    assert len(dev.of_type(CONTAINER)) == 2
+    assert len(dev.of_type(CONTAINER)) == 4
 
 
 def test_external_reaches_internal_by_its_static_ip(dev: Run) -> None:
-    env = env_of(dev.container("c2c-dev-external"))
+    env = env_of(dev.app("external"))
     assert env["INTERNAL_URL"] == "http://172.13.0.2:8080"
     assert env["PORT"] == "8081"
     assert env["UPSTREAM_CONNECT_TIMEOUT"] == "0.2"
@@ -101,20 +118,20 @@ def test_external_reaches_internal_by_its_static_ip(dev: Run) -> None:
 
 
 def test_internal_listens_on_its_port_and_knows_no_upstream(dev: Run) -> None:
-    env = env_of(dev.container("c2c-dev-internal"))
+    env = env_of(dev.app("internal"))
     assert env == {"PORT": "8080", "WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "4"}
 
 
-@pytest.mark.parametrize(("name", "port"), [("c2c-dev-internal", 8080), ("c2c-dev-external", 8081)])
-def test_container_hardening(dev: Run, name: str, port: int) -> None:
-    inputs = dev.container(name).inputs
+@pytest.mark.parametrize(("service", "port"), [("internal", 8080), ("external", 8081)])
+def test_app_hardening(dev: Run, service: str, port: int) -> None:
+    inputs = dev.app(service).inputs
     assert inputs["user"] == "10001:10001"
     assert inputs["readOnly"] is True
     assert inputs["tmpfs"] == {"/tmp": "rw,noexec,nosuid,nodev,size=16m"}
     assert inputs["capabilities"] == {"drops": ["ALL"]}
     assert "adds" not in inputs["capabilities"]
     assert inputs["securityOpts"] == ["no-new-privileges:true"]
-    assert inputs["memory"] == 256
+    assert inputs["memory"] == inputs["memorySwap"] == 256
     assert inputs["ulimits"] == [{"name": "nproc", "soft": 512, "hard": 512}]
     # Back by itself after a crash and after an engine restart (see Pulumi.yaml).
     assert inputs["restart"] == "unless-stopped"
@@ -128,48 +145,80 @@ def test_container_hardening(dev: Run, name: str, port: int) -> None:
     assert "privileged" not in inputs
     # The image's HEALTHCHECK is the one probe (see the next test); it reads PORT.
     assert "healthcheck" not in inputs
-    assert env_of(dev.container(name))["PORT"] == str(port)
+    assert env_of(dev.app(service))["PORT"] == str(port)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_sandbox_hardening_and_its_one_sysctl(dev: Run, service: str) -> None:
+    inputs = dev.sandbox(service).inputs
+    base = dev.only_named(REMOTE_IMAGE, "c2c-base-image")
+    assert inputs["image"] == fake_image_id(base.inputs["name"])
+    assert inputs["command"] == ["sleep", "infinity"]
+    assert inputs["user"] == "10001:10001"
+    assert inputs["readOnly"] is True
+    assert "tmpfs" not in inputs  # it writes nothing
+    assert inputs["capabilities"] == {"drops": ["ALL"]}
+    assert inputs["securityOpts"] == ["no-new-privileges:true"]
+    assert inputs["memory"] == inputs["memorySwap"] == 16
+    # Queued connections of a closing listener go to the next container's, not reset.
+    assert inputs["sysctls"] == {"net.ipv4.tcp_migrate_req": "1"}
+    assert inputs["restart"] == "unless-stopped"
+    assert inputs["stopSignal"] == "SIGKILL"  # nothing to drain
+    assert inputs["mustRun"] is True
+    for key in ("wait", "destroyGraceSeconds", "envs", "privileged"):
+        assert key not in inputs, key
+
+
+def test_the_sandboxes_run_the_base_image_found_locally_and_kept(dev: Run) -> None:
+    base = dev.only_named(REMOTE_IMAGE, "c2c-base-image")
+    assert base.inputs == {"name": "c2c-base/python:3.11-bookworm", "keepLocally": True}
 
 
 def test_the_image_declares_the_healthcheck_the_containers_use() -> None:
-    # What `wait` waits for: the Dockerfile's probe of /healthz, at the timings it always had.
+    # What `wait` waits for: the Dockerfile's probe of /healthz. Its timeout leaves the probe
+    # (c2c_http.probe, 2 s of asking) time to start on a busy machine.
     dockerfile = (REPO_ROOT / "services" / "Dockerfile").read_text(encoding="utf-8")
     (healthcheck,) = re.findall(r"^HEALTHCHECK (.*)$", dockerfile, re.MULTILINE)
     assert healthcheck.split()[:4] == [
         "--interval=5s",
-        "--timeout=3s",
+        "--timeout=5s",
         "--start-period=15s",
         "--retries=3",
     ]
 
 
-def test_container_labels_name_project_stack_and_service(dev: Run) -> None:
-    for service in ("internal", "external"):
-        assert labels_of(dev.container(f"c2c-dev-{service}")) == {
-            "c2c.project": "c2c",
-            "c2c.stack": "dev",
-            "c2c.service": service,
-        }
+def test_container_labels_name_project_stack_service_and_role(dev: Run) -> None:
+    for service in SERVICES:
+        for role, container in (("sandbox", dev.sandbox(service)), ("app", dev.app(service))):
+            assert labels_of(container) == {
+                "c2c.project": "c2c",
+                "c2c.stack": "dev",
+                "c2c.service": service,
+                "c2c.role": role,
+            }
 
 
 def test_replacement_and_ordering_options(dev: Run) -> None:
-    internal = dev.container("c2c-dev-internal")
-    external = dev.container("c2c-dev-external")
     (network,) = dev.of_type(NETWORK)
-    for container, service in ((internal, "internal"), (external, "external")):
-        # Fixed name and static IP: the old container must go before the new one starts.
-        assert container.delete_before_replace
-        assert network.urn in container.dependencies
-        assert dev.image(service).urn in container.dependencies
-    assert internal.urn in external.dependencies
-    assert external.urn not in internal.dependencies
+    for service in SERVICES:
+        sandbox, app = dev.sandbox(service), dev.app(service)
+        # Fixed name and static IP: the old sandbox must go before the new one starts.
+        assert sandbox.delete_before_replace
+        assert network.urn in sandbox.dependencies
+        # The app is replaced create-first, against the provider's delete-first default.
+        assert app.delete_before_replace_defined
+        assert not app.delete_before_replace
+        assert sandbox.urn in app.dependencies
+        assert dev.image(service).urn in app.dependencies
+    assert dev.app("internal").urn in dev.app("external").dependencies
+    assert dev.app("external").urn not in dev.app("internal").dependencies
 
 
 def test_everything_is_a_child_of_the_service_pair(dev: Run) -> None:
     (pair,) = dev.of_type(COMPONENT)
     assert pair.name == "c2c"
     children = [entry for entry in dev.registered if entry.type != COMPONENT]
-    assert len(children) == 5  # network, 2 images, 2 containers
+    assert len(children) == 8  # network, 3 images (2 built, the base), 2 sandboxes, 2 apps
     for child in children:
         assert child.parent == pair.urn, child.name
 
@@ -211,9 +260,9 @@ def test_the_two_images_have_different_tags(dev: Run) -> None:
 
 
 @pytest.mark.parametrize("service", ["internal", "external"])
-def test_each_container_runs_its_own_image_by_id(dev: Run, service: str) -> None:
+def test_each_app_runs_its_own_image_by_id(dev: Run, service: str) -> None:
     image_name = dev.image(service).inputs["name"]
-    assert dev.container(f"c2c-dev-{service}").inputs["image"] == fake_image_id(image_name)
+    assert dev.app(service).inputs["image"] == fake_image_id(image_name)
 
 
 def test_default_services_dir_is_the_repo_services_folder() -> None:
@@ -261,14 +310,15 @@ def test_a_non_default_config_and_stack_flow_through(
     (network,) = run.of_type(NETWORK)
     assert network.inputs["name"] == "c2c-staging-net"
     assert network.inputs["ipamConfigs"] == [{"subnet": "10.213.0.0/24", "gateway": "10.213.0.254"}]
-    internal = run.container("c2c-staging-internal")
-    external = run.container("c2c-staging-external")
-    assert internal.inputs["networksAdvanced"][0]["ipv4Address"] == "10.213.0.10"
-    assert external.inputs["networksAdvanced"][0]["name"] == "c2c-staging-net"
-    assert external.inputs["networksAdvanced"][0]["ipv4Address"] == "10.213.0.11"
-    assert external.inputs["ports"] == [
+    internal, external = run.app("internal"), run.app("external")
+    assert run.sandbox("internal").inputs["name"] == "c2c-staging-internal-sandbox"
+    assert run.sandbox("internal").inputs["networksAdvanced"][0]["ipv4Address"] == "10.213.0.10"
+    assert run.sandbox("external").inputs["networksAdvanced"][0]["name"] == "c2c-staging-net"
+    assert run.sandbox("external").inputs["networksAdvanced"][0]["ipv4Address"] == "10.213.0.11"
+    assert run.sandbox("external").inputs["ports"] == [
         {"internal": 9081, "external": 9090, "ip": "127.0.0.1", "protocol": "tcp"}
     ]
+    assert internal.inputs["name"].startswith("c2c-staging-internal-")
     env = env_of(external)
     assert env["INTERNAL_URL"] == "http://10.213.0.10:9080"
     assert env["PORT"] == "9081"
@@ -278,6 +328,8 @@ def test_a_non_default_config_and_stack_flow_through(
     assert internal.inputs["memory"] == 128
     assert internal.inputs["restart"] == "on-failure"
     assert internal.inputs["maxRetryCount"] == 7
+    assert run.sandbox("internal").inputs["restart"] == "on-failure"
+    assert run.sandbox("internal").inputs["maxRetryCount"] == 7
     assert labels_of(internal)["c2c.stack"] == "staging"
     image = run.image("internal")
     assert image.inputs["name"].startswith("c2c-staging-internal:")
@@ -300,7 +352,8 @@ def test_an_unchanged_program_declares_identical_inputs(
 ) -> None:
     first, second = run_main(defaults), run_main(defaults)
     assert first.inputs_by_name() == second.inputs_by_name()
-    assert len(first.inputs_by_name()) == 6  # component, network, 2 images, 2 containers
+    # component, network, 3 images, 2 sandboxes, 2 apps
+    assert len(first.inputs_by_name()) == 9
 
 
 def _changed_by(
@@ -324,11 +377,12 @@ def test_a_change_to_internal_code_changes_only_internal_image_and_container(
     old, new = before.inputs_by_name(), after.inputs_by_name()
     assert set(old) == set(new)
     changed = {name for name in old if old[name] != new[name]}
-    assert changed == {"c2c-internal-image", "c2c-internal"}
-    assert (
-        after.container("c2c-dev-internal").inputs["image"]
-        != before.container("c2c-dev-internal").inputs["image"]
-    )
+    # The app gets a new image and so a new name (create-first); the sandbox stays.
+    assert changed == {"c2c-internal-image", "c2c-internal-app"}
+    old_app, new_app = before.app("internal").inputs, after.app("internal").inputs
+    assert new_app["image"] != old_app["image"]
+    assert new_app["name"] != old_app["name"]
+    assert {key for key in old_app if old_app[key] != new_app.get(key)} == {"image", "name"}
 
 
 def test_a_change_to_external_code_changes_only_external_image_and_container(
@@ -337,7 +391,10 @@ def test_a_change_to_external_code_changes_only_external_image_and_container(
     def change(root: Path) -> None:
         (root / "external" / "app" / "new.py").write_text("X = 1\n")
 
-    assert _changed_by(services_dir, defaults, change) == {"c2c-external-image", "c2c-external"}
+    assert _changed_by(services_dir, defaults, change) == {
+        "c2c-external-image",
+        "c2c-external-app",
+    }
 
 
 @pytest.mark.parametrize("shared", ["common/shared.py", "Dockerfile", ".dockerignore"])
@@ -350,10 +407,24 @@ def test_a_change_to_what_both_images_use_changes_both(
 
     assert _changed_by(services_dir, defaults, change) == {
         "c2c-internal-image",
-        "c2c-internal",
+        "c2c-internal-app",
         "c2c-external-image",
-        "c2c-external",
+        "c2c-external-app",
     }
+
+
+def test_a_setting_of_the_apps_gives_them_new_names_and_leaves_the_sandboxes(
+    services_dir: Path, defaults: dict[str, str]
+) -> None:
+    # A replacement for a reason other than the image must be create-first too.
+    before, after = run_main(defaults), run_main({**defaults, "workers": "3"})
+    old, new = before.inputs_by_name(), after.inputs_by_name()
+    assert {name for name in old if old[name] != new[name]} == {
+        "c2c-internal-app",
+        "c2c-external-app",
+    }
+    for service in SERVICES:
+        assert before.app(service).inputs["name"] != after.app(service).inputs["name"]
 
 
 @pytest.mark.parametrize(
@@ -415,7 +486,7 @@ def test_the_same_mocks_do_record_a_valid_run(services_dir: Path, defaults: dict
     # Guards the two tests above: an empty record must mean "nothing declared".
     mocks = RecordingMocks()
     run_main(defaults, mocks=mocks)
-    assert len(mocks.registered) == 6
+    assert len(mocks.registered) == 9
 
 
 # --- hosts: one provider each, every resource on the host it lives on ---------------------
@@ -463,7 +534,16 @@ def test_one_provider_per_host_each_a_child_of_the_pair(across: Run) -> None:
 def test_each_image_and_container_lives_on_the_host_that_runs_it(across: Run) -> None:
     for service, host in (("internal", "b"), ("external", "a")):
         assert host_of(across, across.image(service)) == host
-        assert host_of(across, across.container(f"c2c-multihost-{service}")) == host
+        assert host_of(across, across.sandbox(service)) == host
+        assert host_of(across, across.app(service)) == host
+    # The base image of the sandboxes, found on each host that has one.
+    bases = {entry.name: host_of(across, entry) for entry in across.of_type(REMOTE_IMAGE)}
+    assert {name: host for name, host in bases.items() if "base" in name} == {
+        "c2c-base-image": "a",  # the network's host
+        "c2c-base-image-on-b": "b",
+    }
+    base_b = across.only_named(REMOTE_IMAGE, "c2c-base-image-on-b")
+    assert across.sandbox("internal").inputs["image"] == fake_image_id(base_b.inputs["name"])
 
 
 def test_services_on_two_hosts_share_an_attachable_overlay_made_by_the_manager(
@@ -477,11 +557,11 @@ def test_services_on_two_hosts_share_an_attachable_overlay_made_by_the_manager(
         {"subnet": "172.13.0.0/16", "gateway": "172.13.0.1", "ipRange": "172.13.128.0/17"}
     ]
     for service, address in (("internal", "172.13.0.2"), ("external", "172.13.0.3")):
-        container = across.container(f"c2c-multihost-{service}")
-        assert container.inputs["networksAdvanced"] == [
+        sandbox = across.sandbox(service)
+        assert sandbox.inputs["networksAdvanced"] == [
             {"name": "c2c-multihost-net", "ipv4Address": address}
         ]
-        assert network.urn in container.dependencies
+        assert network.urn in sandbox.dependencies
 
 
 def test_a_named_swarm_manager_creates_the_overlay(
@@ -523,4 +603,4 @@ def test_a_specific_bind_address_is_the_endpoint_on_any_host(
 ) -> None:
     run = on_hosts(defaults, internal="b", external="a", hostBindAddress="198.18.0.1")
     assert run.outputs["endpoint"] == "http://198.18.0.1:8090"
-    assert run.container("c2c-multihost-external").inputs["ports"][0]["ip"] == "198.18.0.1"
+    assert run.sandbox("external").inputs["ports"][0]["ip"] == "198.18.0.1"

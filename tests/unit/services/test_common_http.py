@@ -15,11 +15,9 @@ from typing import Annotated
 import pytest
 from flask import Flask, g
 
-from c2c_http import probe
 from c2c_http.app import json_app
 from c2c_http.errors import ErrorAnswer
 from c2c_http.settings import Port, ServerSettings, SettingsError, integer, seconds
-from tests.support.http_stub import StartStub, free_port
 from tests.unit.services.conftest import RequestLog
 
 
@@ -220,48 +218,3 @@ def test_gunicorn_config_refuses_settings_that_are_no_server_settings(
     monkeypatch.delitem(sys.modules, "c2c_http.gunicorn_conf", raising=False)
     with pytest.raises(SystemExit, match=r"^c2c_http: odd_service.settings.Settings is not a"):
         importlib.import_module("c2c_http.gunicorn_conf")
-
-
-# --- health probe ------------------------------------------------------------------------
-
-
-def test_probe_passes_on_a_200_from_healthz(stub_upstream: StartStub) -> None:
-    stub = stub_upstream()
-    port = stub.port
-    assert probe.main({"C2C_SERVICE": "internal_service", "PORT": str(port)}) == 0
-    assert stub.paths == ["/healthz"]
-
-
-def test_probe_fails_on_another_status_or_no_answer(
-    stub_upstream: StartStub, capsys: pytest.CaptureFixture[str]
-) -> None:
-    failing = stub_upstream(status=500).port
-    assert probe.main({"C2C_SERVICE": "internal_service", "PORT": str(failing)}) == 1
-    assert capsys.readouterr().err == "probe: /healthz answered 500\n"
-    closed = free_port()
-    assert probe.main({"C2C_SERVICE": "internal_service", "PORT": str(closed)}) == 1
-    assert capsys.readouterr().err.startswith(f"probe: 127.0.0.1:{closed}: ")
-
-
-def test_probe_uses_the_service_default_port_without_port(
-    stub_upstream: StartStub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    stub = stub_upstream()
-    package = tmp_path / "probed_service"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "settings.py").write_text(
-        "from dataclasses import dataclass\n"
-        "from c2c_http.settings import Port, ServerSettings\n\n\n"
-        "@dataclass(frozen=True, kw_only=True)\n"
-        "class Settings(ServerSettings):\n"
-        f"    port: Port = {stub.port}\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    assert probe.main({"C2C_SERVICE": "probed_service"}) == 0
-    assert stub.paths == ["/healthz"]
-
-
-def test_probe_stops_on_bad_settings_like_the_server() -> None:
-    with pytest.raises(SystemExit, match=r"^internal_service: invalid setting: PORT='x'"):
-        probe.main({"C2C_SERVICE": "internal_service", "PORT": "x"})

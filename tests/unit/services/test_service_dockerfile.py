@@ -33,7 +33,7 @@ def test_the_image_leaves_the_port_to_the_service_settings() -> None:
     healthcheck = re.findall(r"^HEALTHCHECK (.*?)\n\s*CMD (.*)$", INSTRUCTIONS, re.M)
     assert healthcheck == [
         (
-            "--interval=5s --timeout=3s --start-period=15s --retries=3 \\",
+            "--interval=5s --timeout=5s --start-period=15s --retries=3 \\",
             '["python3", "-m", "c2c_http.probe"]',
         )
     ]
