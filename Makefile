@@ -52,6 +52,14 @@ lab: ## Simulated hosts a, b (own netns + dockerd each) on 198.18.0.0/24, Swarm 
 lab-down: ## Remove everything `make lab` made (engines, namespaces, bridge, rules, data)
 	$(PYTHON) -m lab down
 
+# The bench's own engine runs in a lab namespace (root); BENCH_ARGS e.g. --engine current, --smoke.
+.PHONY: bench
+bench: venv ## Measure HTTP paths and deploys against docker compose on an engine of its own (root)
+	scripts/host-packages.sh
+	scripts/base-image.sh >/dev/null
+	scripts/wheelhouse.sh
+	source scripts/pulumi-env.sh && $(VPY) -m bench $(BENCH_ARGS)
+
 .PHONY: lint
 lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff check .
