@@ -94,18 +94,34 @@ def add_field_to_internal_answer(project_dir: Path, name: str, value: str) -> No
 
 # --- the suite's engines and labs (fixtures in conftest.py) --------------------------------
 
+# Which set of lab names and underlays this session uses: 0 (the default) or, for two suites
+# on one machine at once (e.g. a developer's run beside CI's), another digit in C2C_E2E_LAB_ID.
+LAB_ID = int(os.environ.get("C2C_E2E_LAB_ID", "0"))
+if not 0 <= LAB_ID <= 9:
+    raise ValueError(f"C2C_E2E_LAB_ID={LAB_ID}: expected a digit 0-9")
+
+
+def lab_name(base: str) -> str:
+    """A lab name of this session's set (at most 6 characters with the id)."""
+    return f"{base}{LAB_ID}" if LAB_ID else base
+
+
+def lab_underlay(third_octet: int) -> ipaddress.IPv4Network:
+    """An underlay of this session's set: 198.18.<third_octet + 20 * id>.0/24."""
+    return ipaddress.IPv4Network(f"198.18.{third_octet + 20 * LAB_ID}.0/24")
+
+
 # Engine kind -> (its lab's name, underlay), distinct from `make lab`'s and every other test's.
 ENGINE_LABS = {
-    "docker-20.10": ("e2edeb", ipaddress.IPv4Network("198.18.1.0/24")),
-    "docker-current": ("e2ecur", ipaddress.IPv4Network("198.18.2.0/24")),
+    "docker-20.10": (lab_name("e2ed"), lab_underlay(1)),
+    "docker-current": (lab_name("e2ec"), lab_underlay(2)),
 }
 ENGINE_KINDS = tuple(ENGINE_LABS)
 
-
 # Engine kind -> the two-host lab's name and underlay; hosts in address order (.1, .2).
 MULTIHOST_LABS = {
-    "docker-20.10": ("mhdeb", ipaddress.IPv4Network("198.18.5.0/24")),
-    "docker-current": ("mhcur", ipaddress.IPv4Network("198.18.6.0/24")),
+    "docker-20.10": (lab_name("mhd"), lab_underlay(5)),
+    "docker-current": (lab_name("mhc"), lab_underlay(6)),
 }
 EXTERNAL_HOST, INTERNAL_HOST = "ma", "mb"
 

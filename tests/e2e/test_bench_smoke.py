@@ -7,7 +7,6 @@ positive numbers. No performance thresholds: the numbers belong in the bench's t
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import shutil
@@ -19,11 +18,12 @@ from typing import Any
 import pytest
 
 from bench import report
+from tests.e2e import harness
 from tests.e2e.harness import IN_CI, require_root
 from tests.support.stacks import REPO_ROOT
 
-LAB = "bsmoke"
-UNDERLAY = ipaddress.IPv4Network("198.18.4.0/24")
+LAB = harness.lab_name("bsmoke")
+UNDERLAY = harness.lab_underlay(4)
 BUDGET_S = 900
 
 

@@ -6,7 +6,6 @@ Runs as root (namespaces, links, engines). Its lab name, hosts and underlay diff
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import signal
@@ -23,11 +22,12 @@ import pytest
 from lab import OFFLINE_BASE_IMAGE, Host, Lab, system
 from lab.cli import format_hosts
 from lab.naming import RUN_ROOT, STATE_ROOT
+from tests.e2e import harness
 from tests.e2e.harness import IN_CI, get_text, get_text_when_ready
 
-LAB_NAME = "tlab"
+LAB_NAME = harness.lab_name("tlab")
 HOSTS = ("ta", "tb")
-UNDERLAY = ipaddress.IPv4Network("198.18.9.0/24")
+UNDERLAY = harness.lab_underlay(9)
 WEB_PORT = 8000
 REPO = Path(__file__).resolve().parents[2]
 TIMINGS: dict[str, float] = {}

@@ -25,11 +25,12 @@ from lab.modern import (
     server_version,
 )
 from lab.naming import RUN_ROOT, STATE_ROOT
+from tests.e2e import harness
 from tests.e2e.harness import IN_CI, get_text_when_ready
 
-LAB_NAME = "tmod"
+LAB_NAME = harness.lab_name("tmod")
 HOST = "m"
-UNDERLAY = ipaddress.IPv4Network("198.18.7.0/24")
+UNDERLAY = harness.lab_underlay(7)
 WEB_PORT = 8000
 # Current engines speak API 1.5x; Debian's 20.10 CLI speaks 1.41 and must still be served.
 CURRENT_API = (1, 50)
