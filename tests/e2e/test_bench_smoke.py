@@ -22,7 +22,7 @@ from tests.e2e import harness
 from tests.e2e.harness import IN_CI, require_root
 from tests.support.stacks import REPO_ROOT
 
-LAB = harness.lab_name("bsmoke")
+LAB = harness.lab_name("bsmk")
 UNDERLAY = harness.lab_underlay(4)
 BUDGET_S = 900
 
