@@ -350,14 +350,21 @@ INVALID_PLACEMENT = [
 ]
 
 
-@pytest.mark.parametrize(("overrides", "key", "phrase"), INVALID_PLACEMENT)
-def test_invalid_placement_is_one_line_naming_the_key(
+def assert_one_line_naming(
     defaults: dict[str, str], overrides: dict[str, str], key: str, phrase: str
 ) -> None:
+    """The overrides are refused with exactly one line, about `key`, saying `phrase`."""
     error = rejected(defaults, **overrides)
     assert error.keys == [key]
     assert phrase in str(error)
     assert len(str(error).splitlines()) == 1
+
+
+@pytest.mark.parametrize(("overrides", "key", "phrase"), INVALID_PLACEMENT)
+def test_invalid_placement_is_one_line_naming_the_key(
+    defaults: dict[str, str], overrides: dict[str, str], key: str, phrase: str
+) -> None:
+    assert_one_line_naming(defaults, overrides, key, phrase)
 
 
 def test_every_bad_host_entry_is_named_on_the_one_line(defaults: dict[str, str]) -> None:

@@ -16,7 +16,7 @@ from tests.unit.infra.infra_harness import (
     Run,
     run_main,
 )
-from tests.unit.infra.test_infra_config import load, rejected
+from tests.unit.infra.test_infra_config import assert_one_line_naming, load, rejected
 from tests.unit.infra.test_infra_config import on_hosts as hosts_config
 from tests.unit.infra.test_infra_program import env_of, host_of, labels_of, on_hosts
 
@@ -95,10 +95,7 @@ INVALID_REPLICAS = [
 def test_invalid_replicas_are_one_line_naming_the_key(
     defaults: dict[str, str], overrides: dict[str, str], key: str, phrase: str
 ) -> None:
-    error = rejected(defaults, **overrides)
-    assert error.keys == [key]
-    assert phrase in str(error)
-    assert len(str(error).splitlines()) == 1
+    assert_one_line_naming(defaults, overrides, key, phrase)
 
 
 def test_a_bad_placement_key_is_not_blamed_on_the_replicas(defaults: dict[str, str]) -> None:
