@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from packet_trace import analyze
+from packet_trace import analyze, sandbox
 from packet_trace.model import (
     BridgeHop,
     HostPortHop,
@@ -39,7 +39,6 @@ from packet_trace.parse import (
     parse_sysfs_link,
 )
 from packet_trace.sources import (
-    SERVICE_LABEL,
     STACK_LABEL,
     DockerApiError,
     DockerUnavailable,
@@ -65,6 +64,7 @@ class _Stack:
     external: ContainerInfo
     internal: ContainerInfo
     published: PortBinding  # external's host port
+    external_app: str  # the container external's gunicorn runs in (its logs)
 
 
 @dataclass(frozen=True)
@@ -108,11 +108,12 @@ def collect(sources: Sources, stack: str, via: str = "auto", send_request: bool 
         raise UsageError(str(exc)) from exc
 
     # Never knock on the port of a stack Docker says is stopped: something else may listen there.
+    # (A stopped app is not that: its sandbox keeps the address and the port.)
     if send_request and any(p.code == "container-stopped" for p in trace.problems):
         send_request = False
         trace.notes.append("no request sent: Docker shows the stack is not running")
     if send_request:
-        _send(sources, trace, choice, outputs, found.external)
+        _send(sources, trace, choice, outputs, found.external, found.external_app)
         if before.rules is not None:
             after = _read_nat(sources, Trace(stack=stack))
             if after.rules is not None:
@@ -155,24 +156,13 @@ def _read_docker(sources: Sources, trace: Trace, stack: str) -> _Stack | None:
     except DockerApiError as exc:
         trace.add_problem("bridge", "docker-error", str(exc), REMEDY_DOCKER)
         return None
-    by_service = {c.labels.get(SERVICE_LABEL): c for c in containers}
+    groups = sandbox.group(containers)
     for service in ("external", "internal"):
-        info = by_service.get(service)
-        if info is None:
-            trace.add_problem(
-                "bridge",
-                "container-missing",
-                f"no container labelled {SERVICE_LABEL}={service} in stack {stack}",
-                remedy_deploy(stack),
-            )
-        elif not info.running:
-            trace.add_problem(
-                "bridge",
-                "container-stopped",
-                f"container {info.name} is not running",
-                f"`docker start {info.name}` or {remedy_deploy(stack)}",
-            )
-    external, internal = by_service.get("external"), by_service.get("internal")
+        sandbox.check(trace, groups.get(service), service, remedy_deploy(stack))
+    ext_group, int_group = groups.get("external"), groups.get("internal")
+    if ext_group is None or int_group is None:
+        return None
+    external, internal = ext_group.view(), int_group.view()
     if external is None or internal is None:
         return None
     if not external.port_bindings:
@@ -183,7 +173,11 @@ def _read_docker(sources: Sources, trace: Trace, stack: str) -> _Stack | None:
             remedy_deploy(stack),
         )
         return None
-    return _Stack(bridge, external, internal, external.port_bindings[0])
+    spaces = [sandbox.namespace(sources, trace, g) for g in (ext_group, int_group)]
+    if any(spaces):
+        trace.namespaces = [n for n in spaces if n is not None]
+    ext_app = ext_group.app.name if ext_group.app is not None else external.name
+    return _Stack(bridge, external, internal, external.port_bindings[0], ext_app)
 
 
 def _read_links(sources: Sources, trace: Trace) -> list[Link] | None:
@@ -289,7 +283,8 @@ def _nat_hop(
             "nat",
             "no-dnat-rule",
             f"the nat table has no DNAT rule for port {port} -> {to_ip}"
-            f":{external_port} (Docker removes it when external stops)",
+            f":{external_port} (Docker removes it when external's sandbox, "
+            "the container publishing the port, stops)",
             f"check `docker ps`; {remedy_deploy(outputs.stack)}",
         )
     return hop
@@ -306,6 +301,7 @@ def _send(
     choice: analyze.TargetChoice,
     outputs: StackOutputs,
     external: ContainerInfo,
+    external_app: str,
 ) -> None:
     result = sources.http_get(choice.ip, outputs.host_port)
     trace.request = TracedRequest(
@@ -325,7 +321,7 @@ def _send(
             "request-failed",
             f"GET http://{choice.ip}:{outputs.host_port}/ -> {result.error or result.status}"
             + (f": {result.body[:200]}" if result.body else ""),
-            f"check the containers: `docker ps`, `docker logs {external.name}`",
+            f"check the containers: `docker ps`, `docker logs {external_app}`",
         )
         return
     try:

@@ -26,8 +26,22 @@ def _wrapped(text: str, width: int = 60) -> str:
     return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False))
 
 
+def app_lines(trace: Trace, service: str) -> list[str]:
+    """The app containers in a service's sandbox, for its box (none without a sandbox)."""
+    space = next((n for n in trace.namespaces or [] if n.service == service), None)
+    if space is None:
+        return []
+    apps = [f"app {a.name}" + ("" if a.running else " (stopped)") for a in space.apps]
+    return ["sandbox: owns the namespace, the address", *(apps or ["app: none"])]
+
+
 def _container_label(
-    ep: BridgeEndpoint | None, service: str, ip: str, port: int | None, note: str = ""
+    ep: BridgeEndpoint | None,
+    service: str,
+    ip: str,
+    port: int | None,
+    note: str = "",
+    apps: list[str] | None = None,
 ) -> str:
     veth = None
     if ep is not None and ep.host_veth:
@@ -37,6 +51,7 @@ def _container_label(
         f"{ip}:{port}" if port else ip,
         f"mac {ep.mac}" if ep is not None else None,
         veth,
+        *(apps or []),
     )
 
 
@@ -126,7 +141,13 @@ def build(trace: Trace) -> graphviz.Digraph:
             ).port
             bridge.node(
                 "external",
-                _container_label(eps.get(out.external_ip), "external", out.external_ip, ext_port),
+                _container_label(
+                    eps.get(out.external_ip),
+                    "external",
+                    out.external_ip,
+                    ext_port,
+                    apps=app_lines(trace, "external"),
+                ),
             )
             bridge.node(
                 "internal",
@@ -136,6 +157,7 @@ def build(trace: Trace) -> graphviz.Digraph:
                     out.internal_ip,
                     int_port,
                     " (no published port)",
+                    app_lines(trace, "internal"),
                 ),
             )
 

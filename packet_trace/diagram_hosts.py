@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import graphviz
 
-from packet_trace.diagram import FONT, OTHER, TRACED, _lines, _wrapped
+from packet_trace.diagram import FONT, OTHER, TRACED, _lines, _wrapped, app_lines
 from packet_trace.model import OverlayHostView, Trace, TraceHost
 
 
@@ -152,6 +152,7 @@ def build_hosts(trace: Trace) -> graphviz.Digraph:
             ext.container if ext else "external",
             f"{out.external_ip}:{ext_port}" if ext_port else out.external_ip,
             f"mac {ext.mac}" if ext else None,
+            *app_lines(trace, "external"),
         ),
     )
     host_a.subgraph(overlay_a)
@@ -167,6 +168,7 @@ def build_hosts(trace: Trace) -> graphviz.Digraph:
             (intl.container if intl else "internal") + " (no published port)",
             f"{out.internal_ip}:{int_port}" if int_port else out.internal_ip,
             f"mac {intl.mac}" if intl else None,
+            *app_lines(trace, "internal"),
         ),
     )
     host_b.subgraph(overlay_b)

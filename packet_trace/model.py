@@ -150,6 +150,39 @@ class ServiceHop:
     upstream_ms: float | None = None
 
 
+@dataclass(frozen=True)
+class AppContainer:
+    """An app container: it has no network of its own, it runs in its sandbox's namespace."""
+
+    name: str
+    running: bool
+    pid: int | None  # its first process on the engine's host (None: stopped)
+
+
+@dataclass(frozen=True)
+class NamespaceListener:
+    """A listening TCP socket inside a service's namespace and the app container holding it."""
+
+    local_address: str
+    port: int
+    process: str | None
+    pid: int | None
+    container: str | None  # the app container whose process it is (None: not found)
+
+
+@dataclass
+class ServiceNamespace:
+    """A service's network namespace: the sandbox container owns it (its IP, MAC, published
+    port), the app container(s) run in it; during a redeploy two apps listen side by side."""
+
+    service: str
+    sandbox: str
+    hostname: str
+    apps: list[AppContainer] = field(default_factory=list)
+    listeners: list[NamespaceListener] | None = None  # None: not read (see the notes)
+    host: str | None = None  # multi-host: the host of c2c:hosts it runs on
+
+
 # --- multi-host: the stack's engines and the overlay between them ------------------------------
 
 
@@ -316,6 +349,8 @@ class Trace:
     hosts: list[TraceHost] | None = None
     hosts_source: str | None = None  # the stack file c2c:hosts was read from
     overlay: OverlayHop | None = None
+    # Stacks whose services run in sandboxes (None before them, and then left out of the JSON).
+    namespaces: list[ServiceNamespace] | None = None
 
     def host(self, name: str) -> TraceHost | None:
         return next((h for h in self.hosts or [] if h.name == name), None)
@@ -332,6 +367,8 @@ class Trace:
         if self.hosts is None:  # one host: the report as it has always been
             for key in ("hosts", "hosts_source", "overlay"):
                 del data[key]
+        if self.namespaces is None:
+            del data["namespaces"]
         if self.outputs is not None:
             data["outputs"]["endpoint"] = self.outputs.endpoint
             if self.outputs.host_address is None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from packet_trace import analyze, dns
+from packet_trace import analyze, dns, sandbox
 from packet_trace.collect import (
     REMEDY_DOCKER,
     REMEDY_ROOT,
@@ -92,6 +92,7 @@ class _Found:
     overlay: OverlayHop
     placed: dict[str, _Placed]  # the one container per service (internal: the first replica)
     replicas: list[_Placed]  # running replicas of a replicated internal; [] for one container
+    groups: dict[str, sandbox.ServiceContainers]  # by service, those not run by Swarm
 
 
 def collect_multihost(
@@ -128,6 +129,15 @@ def collect_multihost(
         base, host_address=ext_host.address, internal_ip="" if replicas else base.internal_ip
     )
     trace.outputs = outputs
+    # A sandbox's namespace file is read on its engine's machine: only a host found here.
+    local = {h.name for h in hosts if h.netns is not None}
+    spaces = [
+        sandbox.namespace(engines[placed[s].host], trace, found.groups[s], placed[s].host)
+        for s in SERVICES
+        if s in found.groups and placed[s].host in local
+    ]
+    if any(spaces):
+        trace.namespaces = [n for n in spaces if n is not None]
     peers = [("internal", p) for p in replicas] if replicas else [("internal", intl)]
     overlay.endpoints = [
         OverlayEndpoint(
@@ -198,7 +208,10 @@ def collect_multihost(
             choice.ip, outputs.host_port, choice.reason, choice.path_kind, error="not sent"
         )
     else:
-        _traced_request(client, engines, ext_src, trace, choice, ext.info, before.rules)
+        ext_group = found.groups.get("external")
+        ext_app = ext_group.app if ext_group is not None else None
+        logs = ext_app.name if ext_app is not None else ext.info.name
+        _traced_request(client, engines, ext_src, trace, choice, ext.info, logs, before.rules)
 
     if overlay.replicas is not None:
         answered = _followed(trace, overlay.replicas, replicas)
@@ -291,6 +304,7 @@ def _traced_request(
     trace: Trace,
     choice: analyze.TargetChoice,
     external: ContainerInfo,
+    external_app: str,
     nat_before: list[NatRule] | None,
 ) -> None:
     """Send the one request between two readings of every counter: the nat table of external's
@@ -303,7 +317,7 @@ def _traced_request(
     try:
         counts_before = {v.host: _counted(engines[v.host], trace) for v in views if added[v.host]}
         vxlan_before = {v.host: v.vxlan for v in views}
-        _send(client, trace, choice, trace.outputs, external)
+        _send(client, trace, choice, trace.outputs, external, external_app)
         counts_after = {v.host: _counted(engines[v.host], trace) for v in views if added[v.host]}
     finally:
         for view in views:
@@ -369,6 +383,7 @@ def _read_engines(engines: Mapping[str, HostSources], trace: Trace, stack: str) 
     overlay: OverlayHop | None = None
     placed: dict[str, _Placed] = {}
     tasks: list[_Placed] = []  # containers of a Swarm service (internal's replicas)
+    groups: dict[str, sandbox.ServiceContainers] = {}
     for name, src in engines.items():
         try:
             networks = src.networks(stack)
@@ -389,17 +404,21 @@ def _read_engines(engines: Mapping[str, HostSources], trace: Trace, stack: str) 
         host = trace.host(name)
         for info in containers:
             service = info.labels.get(SERVICE_LABEL)
-            if service == "internal" and SWARM_SERVICE_LABEL in info.labels:
-                # Swarm keeps ended tasks' containers as history: only running ones serve.
-                if info.running:
-                    tasks.append(_Placed(name, info))
-                    if host is not None and service not in host.services:
-                        host.services.append(service)
-                continue
-            if service in SERVICES and service not in placed:
-                placed[service] = _Placed(name, info)
+            # Swarm keeps ended tasks' containers as history: only running ones serve.
+            if SWARM_SERVICE_LABEL in info.labels and service == "internal" and info.running:
+                tasks.append(_Placed(name, info))
+                if host is not None and service not in host.services:
+                    host.services.append(service)
+        plain = [c for c in containers if SWARM_SERVICE_LABEL not in c.labels]
+        for service, group in sandbox.group(plain).items():
+            view = group.view()
+            if service in SERVICES and service not in placed and view is not None:
+                placed[service] = _Placed(name, view)
+                groups[service] = group
                 if host is not None:
                     host.services.append(service)
+        if host is not None:
+            host.services.sort(key=SERVICES.index)
     if tasks and "internal" not in placed:
         placed["internal"] = tasks[0]
     if overlay is None:
@@ -426,6 +445,10 @@ def _read_engines(engines: Mapping[str, HostSources], trace: Trace, stack: str) 
                 f"container {where.info.name} on host {where.host} is not running",
                 remedy_deploy(stack),
             )
+        elif service in groups:
+            sandbox.check_apps(
+                trace, groups[service], remedy_deploy(stack), f" on host {where.host}"
+            )
     if len(placed) < len(SERVICES):
         return None
     if not placed["external"].info.port_bindings:
@@ -436,7 +459,7 @@ def _read_engines(engines: Mapping[str, HostSources], trace: Trace, stack: str) 
             remedy_deploy(stack),
         )
         return None
-    return _Found(overlay, placed, tasks)
+    return _Found(overlay, placed, tasks, groups)
 
 
 def _as_bridge(overlay: OverlayHop) -> BridgeHop:

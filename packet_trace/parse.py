@@ -46,6 +46,7 @@ class ContainerInfo:
     # The file of its network namespace: <engine exec root>/netns/<sandbox id prefix>.
     sandbox_key: str = ""
     hostname: str = ""
+    pid: int = 0  # its first process on the engine's host (State.Pid); 0 when stopped
 
 
 @dataclass(frozen=True)
@@ -407,7 +408,24 @@ def parse_container_inspect(data: Any) -> ContainerInfo:
         id=str(c.get("Id", "")),
         sandbox_key=str((c.get("NetworkSettings") or {}).get("SandboxKey") or ""),
         hostname=str(config.get("Hostname") or ""),
+        pid=int((c.get("State") or {}).get("Pid") or 0),
     )
+
+
+def parse_container_top(data: Any) -> list[int]:
+    """The PIDs (on the engine's host) of a container's processes, from the API's
+    /containers/<id>/top document (`docker top`)."""
+    if not isinstance(data, dict):
+        raise ParseError("top output is not a JSON object")
+    titles = [str(t) for t in data.get("Titles") or []]
+    if "PID" not in titles:
+        raise ParseError(f"top output has no PID column: {titles}")
+    column = titles.index("PID")
+    return [
+        int(row[column])
+        for row in data.get("Processes") or []
+        if len(row) > column and str(row[column]).isdigit()
+    ]
 
 
 def parse_overlay_inspect(data: Any) -> OverlayHop:

@@ -258,7 +258,7 @@ def _hops(trace: Trace) -> list[str]:
     lines.append("")
     lines += _hop1(trace.host_port, trace)
     lines += _hop2(trace.nat, trace)
-    lines += _hop3(trace.bridge)
+    lines += _hop3(trace.bridge, trace)
     lines += _hop4(trace.services, trace)
     return lines
 
@@ -357,7 +357,7 @@ def _hop2(nat: NatHop | None, trace: Trace, where: str = "") -> list[str]:
     return lines
 
 
-def _hop3(br: BridgeHop | None) -> list[str]:
+def _hop3(br: BridgeHop | None, trace: Trace) -> list[str]:
     if br is None:
         return ["3. Bridge: not read", ""]
     present = "" if br.interface_present else "  (NOT present on this host)"
@@ -372,6 +372,13 @@ def _hop3(br: BridgeHop | None) -> list[str]:
         lines.append(
             f"   {e.container:<28} {e.ipv4:<15} {e.mac:<18} {e.container_ifname or '?':<7} {veth}"
         )
+    if trace.namespaces:
+        lines.append(
+            _wrap(
+                "each address belongs to a sandbox container, which owns the network namespace; "
+                "the app containers run inside it (see 4)"
+            )
+        )
     lines.append("")
     return lines
 
@@ -381,7 +388,8 @@ def _hop4(svc: ServiceHop | None, trace: Trace) -> list[str]:
         return ["4. External -> internal: no answer to read", ""]
     lines = ["4. External -> internal"]
     url = svc.internal_url or "unknown (external's env not readable)"
-    lines.append(f"   external called INTERNAL_URL={url} (from its container's env)")
+    whose = "app container" if trace.namespaces else "container"
+    lines.append(f"   external called INTERNAL_URL={url} (from its {whose}'s env)")
     if svc.external_client_ip is not None:
         lines.append(
             f"   external ({svc.external_container_ip}, hostname {svc.external_hostname}) saw "
@@ -395,7 +403,34 @@ def _hop4(svc: ServiceHop | None, trace: Trace) -> list[str]:
     whole = "until it failed" if req is not None and req.error else "whole request"
     lines.append(f"   client <-> external: {_ms(svc.total_ms)} ({whole}, measured here)")
     lines.append(f"   external <-> internal: {_ms(svc.upstream_ms)} (upstream_ms from external)")
+    lines += namespace_lines(trace)
     lines.append("")
+    return lines
+
+
+def namespace_lines(trace: Trace) -> list[str]:
+    """Each service's namespace: its sandbox, its app(s), and which app holds each listener."""
+    if not trace.namespaces:
+        return []
+    lines = ["   network namespaces (owned by the sandbox; the apps run inside it):"]
+    for space in trace.namespaces:
+        on = f" on host {space.host}" if space.host else ""
+        lines.append(
+            f"     {space.service}{on}: sandbox {space.sandbox} (hostname {space.hostname})"
+        )
+        if not space.apps:
+            lines.append("       app: none")
+        for app in space.apps:
+            state = f"running, pid {app.pid}" if app.running else "NOT running"
+            lines.append(f"       app {app.name}  ({state})")
+        if space.listeners is None:
+            lines.append("       listening sockets: not read (see the notes)")
+        elif not space.listeners:
+            lines.append("       listening sockets: none")
+        for x in space.listeners or []:
+            who = f"{x.process} (pid {x.pid})" if x.process else "process hidden (run as root)"
+            owner = f"of app {x.container}" if x.container else "(a process of no app)"
+            lines.append(f"       listening {x.local_address}:{x.port}  {who} {owner}")
     return lines
 
 

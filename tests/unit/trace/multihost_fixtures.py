@@ -14,6 +14,13 @@ Fixture folders (recorded on a lab of `python -m lab up --hosts a,b --swarm`, un
       stack ntr with c2c:internalReplicas 3 on Debian's docker.io 20.10 (underlay 198.18.14.0/24;
       the stack file keeps this folder's usual name): two runs, the request answered by the
       replica beside external on a, and by one on b
+  real-sandbox-docker-20.10/, real-sandbox-redeploy-docker-20.10/,
+  real-sandbox-internal-app-stopped-docker-20.10/
+      one host (a lab of `--hosts h`, underlay 198.18.15.0/24), stack ptr in sandboxes
+      (docs/zero-downtime.md; 10.215.0.0/24, host port 18095, its stack file without c2c:hosts,
+      stored under the usual name): steady; in the middle of a redeploy of internal (two apps);
+      and with internal's app container stopped (`docker stop`). The recorder works for a
+      single-host stack as it is: the trace then reads everything through the client's sources
 
 Each holds calls.json and the stack file the trace read. Replay answers each (host, call,
 arguments) with the recorded answers in order (the last one again once they run out), so the
@@ -133,6 +140,10 @@ class ReplaySources:
     def container_exec(self, container: str, argv: list[str]) -> CommandResult:
         result: CommandResult = self._docker("container_exec", container, argv)
         return result
+
+    def container_top(self, container: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self._docker("container_top", container)
+        return found
 
     def network(self, name: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = self._docker("network", name)

@@ -131,7 +131,13 @@ class FixtureSources:
             return CommandResult(argv, 1, "", f"cat: {argv[1]}: No such file or directory")
         return CommandResult(argv, 0, path.read_text(), "")
 
+    def container_top(self, container: str) -> dict[str, Any] | None:
+        raise AssertionError(f"no processes captured for {container}: a stack of no sandboxes")
+
     # -- host ----------------------------------------------------------------------------------
+
+    def in_netns(self, netns_file: str, argv: list[str]) -> CommandResult:
+        raise AssertionError(f"nothing captured in {netns_file}: a stack of no sandboxes")
 
     def ip_addr(self) -> CommandResult:
         return CommandResult(["ip", "-j", "addr", "show"], 0, self._text("ip-addr.json"), "")
