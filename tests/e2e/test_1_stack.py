@@ -50,15 +50,21 @@ def test_containers_sit_on_the_bridge_with_the_configured_ips(
     attached = {
         c["Name"]: c["IPv4Address"].split("/")[0] for c in network.attrs["Containers"].values()
     }
+    # The sandboxes hold the addresses; the apps share their namespaces and are not attached.
     assert attached == {
-        deployed_stack.container_name("internal"): "172.13.0.2",
-        deployed_stack.container_name("external"): "172.13.0.3",
+        deployed_stack.sandbox_name("internal"): "172.13.0.2",
+        deployed_stack.sandbox_name("external"): "172.13.0.3",
     }
+    for service in ("internal", "external"):
+        app = deployed_stack.container(service)
+        sandbox = deployed_stack.sandbox(service)
+        assert app.attrs["HostConfig"]["NetworkMode"] == f"container:{sandbox.id}"
 
 
 def test_only_external_publishes_a_port(deployed_stack: Stack) -> None:
-    internal = deployed_stack.container("internal")
-    external = deployed_stack.container("external")
+    # The port bindings are the sandboxes' (they own the network identity).
+    internal = deployed_stack.sandbox("internal")
+    external = deployed_stack.sandbox("external")
     assert not internal.attrs["HostConfig"]["PortBindings"]
     assert not any(internal.attrs["NetworkSettings"]["Ports"].values() or [None])
     bindings = external.attrs["HostConfig"]["PortBindings"]
@@ -85,6 +91,7 @@ def test_second_up_changes_nothing(deployed_stack: Stack) -> None:
 
 
 def test_internal_stopped_gives_502_then_recovers(deployed_stack: Stack) -> None:
+    # The app stops; its sandbox keeps the address, so the connect is refused at once.
     internal = deployed_stack.container("internal")
     internal.stop(timeout=5)
     try:
@@ -98,22 +105,23 @@ def test_internal_stopped_gives_502_then_recovers(deployed_stack: Stack) -> None
 
 
 def test_code_change_replaces_only_internal(deployed_stack: Stack) -> None:
-    before = {svc: deployed_stack.container(svc).id for svc in ("internal", "external")}
+    before = deployed_stack.container_ids()
     marker = "redeployed-by-e2e"
     harness.add_field_to_internal_answer(deployed_stack.workdir, "revision", marker)
 
     ops = deployed_stack.preview()
-    # Exactly internal's image and container are replaced; the network and external stay.
+    # Exactly internal's image and app container are replaced; the network, internal's
+    # sandbox (resource c2c-internal) and external stay.
     assert set(ops) == {
         "docker:index/remoteImage:RemoteImage::c2c-internal-image",
-        "docker:index/container:Container::c2c-internal",
+        "docker:index/container:Container::c2c-internal-app",
     }, ops
     assert set().union(*ops.values()) <= {"replace", "create-replacement", "delete-replaced"}, ops
 
     deployed_stack.up()
-    after = {svc: deployed_stack.container(svc).id for svc in ("internal", "external")}
-    assert after["internal"] != before["internal"]
-    assert after["external"] == before["external"]
+    after = deployed_stack.container_ids()
+    changed = {key for key in before if after[key] != before[key]}
+    assert changed == {"internal/app"}, (before, after)
     deployed_stack.wait_for_status(200, within=30)
     status, body, _ = deployed_stack.get_json()
     assert status == 200

@@ -2,18 +2,22 @@
 
 The settings come from the Pulumi program (infra/c2c_infra/component.py); the unit tests check
 what the program declares, these check what the engine really runs with the default config.
+Each service is two containers (docs/zero-downtime.md): the app (gunicorn), checked as the one
+container was, and the sandbox that owns the network identity, checked at the end.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import docker
 import pytest
 
+from c2c_infra.component import SANDBOX_MEMORY_MB, SANDBOX_SYSCTLS
 from tests.e2e import harness
-from tests.support.stacks import Stack
+from tests.support.stacks import REPO_ROOT, Stack
 
 SERVICES = ("internal", "external")
 UID = 10001
@@ -61,9 +65,10 @@ for path in ("/c2c-probe", "/app/c2c-probe"):
 def inspected(
     deployed_stack: Stack, docker_client: docker.DockerClient
 ) -> dict[str, dict[str, Any]]:
+    """Each service's app container, as `docker inspect` shows it."""
     attrs = {}
     for service in SERVICES:
-        name = deployed_stack.container_name(service)
+        name = deployed_stack.container(service).name
         # An earlier test may have just replaced a container: wait for its first healthcheck.
         harness.wait_for_health(docker_client, name, within=60)
         attrs[service] = docker_client.containers.get(name).attrs
@@ -155,6 +160,20 @@ def test_restart_policy_follows_the_config(
         assert policy["MaximumRetryCount"] == int(config["restartMaxRetries"])
 
 
+def _declared_healthcheck() -> dict[str, int]:
+    """The HEALTHCHECK options of services/Dockerfile: durations in ns (as Docker reports
+    them), retries as a count."""
+    dockerfile = (REPO_ROOT / "services" / "Dockerfile").read_text()
+    (line,) = re.findall(r"^HEALTHCHECK (.*)$", dockerfile, re.MULTILINE)
+    options = dict(re.findall(r"--([a-z-]+)=(\S+)", line))
+    seconds = {key: value for key, value in options.items() if key != "retries"}
+    assert all(value.endswith("s") for value in seconds.values()), line
+    return {
+        **{key: int(value[:-1]) * 10**9 for key, value in seconds.items()},
+        "retries": int(options["retries"]),
+    }
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_healthcheck_is_declared_and_reports_healthy(
     service: str,
@@ -175,7 +194,13 @@ def test_healthcheck_is_declared_and_reports_healthy(
     code, output = container.exec_run(probe, environment={"PORT": "1"})
     assert code == 1
     assert "127.0.0.1:1" in output.decode(errors="replace")
-    assert (check["Interval"], check["Timeout"], check["Retries"]) == (5 * 10**9, 3 * 10**9, 3)
+    declared = _declared_healthcheck()
+    assert (check["Interval"], check["Timeout"], check["StartPeriod"], check["Retries"]) == (
+        declared["interval"],
+        declared["timeout"],
+        declared["start-period"],
+        declared["retries"],
+    )
     health = inspected[service]["State"]["Health"]
     assert health["Status"] == "healthy"
     # The last probe really ran and passed (exit 0), not just a status left over.
@@ -183,16 +208,95 @@ def test_healthcheck_is_declared_and_reports_healthy(
     assert health["Log"][-1]["ExitCode"] == 0
 
 
-def test_internal_publishes_no_port(inspected: dict[str, dict[str, Any]]) -> None:
-    internal = inspected["internal"]
+# --- the sandboxes: the network identity (address, published port, sysctl), hardened too
+
+
+@pytest.fixture(scope="module")
+def sandboxes(deployed_stack: Stack) -> dict[str, dict[str, Any]]:
+    """Each service's sandbox, as `docker inspect` shows it."""
+    return {service: deployed_stack.sandbox(service).attrs for service in SERVICES}
+
+
+@pytest.fixture(scope="module")
+def sandboxes_probed(deployed_stack: Stack) -> dict[str, dict[str, Any]]:
+    """PROBE and ROOT_WRITE_PROBE run in each sandbox (the base image has python3)."""
+    results = {}
+    for service in SERVICES:
+        sandbox = deployed_stack.sandbox(service)
+        code, output = sandbox.exec_run(["python3", "-c", PROBE])
+        assert code == 0, output.decode(errors="replace")
+        results[service] = json.loads(output.decode())
+        # The base image has no /app: only the root filesystem's answer counts here.
+        _, output = sandbox.exec_run(["python3", "-c", ROOT_WRITE_PROBE], user="0")
+        results[service]["root_user_writes"] = output.decode(errors="replace").split("\n")
+        print(f"{service} sandbox: {results[service]}")
+    return results
+
+
+def test_apps_have_no_network_of_their_own(
+    inspected: dict[str, dict[str, Any]], sandboxes: dict[str, dict[str, Any]]
+) -> None:
+    for service in SERVICES:
+        sandbox_id = sandboxes[service]["Id"]
+        assert inspected[service]["HostConfig"]["NetworkMode"] == f"container:{sandbox_id}"
+        assert not inspected[service]["HostConfig"]["PortBindings"]
+        assert not inspected[service]["HostConfig"].get("Sysctls")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_sandbox_is_hardened_like_the_apps(
+    service: str,
+    sandboxes: dict[str, dict[str, Any]],
+    sandboxes_probed: dict[str, dict[str, Any]],
+) -> None:
+    config = sandboxes[service]["Config"]
+    host = sandboxes[service]["HostConfig"]
+    assert config["User"] == f"{UID}:{UID}"
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"]
+    assert not host["CapAdd"]
+    assert host["Privileged"] is False
+    assert host["SecurityOpt"] == ["no-new-privileges:true"]
+    limit = SANDBOX_MEMORY_MB * 1024 * 1024
+    assert (host["Memory"], host["MemorySwap"]) == (limit, limit)
+    seen = sandboxes_probed[service]
+    assert (seen["uid"], seen["gid"]) == (UID, UID)
+    assert int(seen["cap_eff"], 16) == 0
+    assert int(seen["cap_bnd"], 16) == 0
+    assert seen["no_new_privs"] == "1"
+    assert seen["root_mode"] == "ro"
+    assert seen["root_writable"] is False
+    assert seen["root_user_writes"][0] == "/c2c-probe EROFS"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_sandbox_sets_the_sysctl_in_the_namespace_the_app_shares(
+    service: str, deployed_stack: Stack, sandboxes: dict[str, dict[str, Any]]
+) -> None:
+    assert sandboxes[service]["HostConfig"]["Sysctls"] == SANDBOX_SYSCTLS
+    for key, value in SANDBOX_SYSCTLS.items():
+        path = "/proc/sys/" + key.replace(".", "/")
+        # Read from the app: the value of the namespace it shares with its sandbox.
+        code, output = deployed_stack.container(service).exec_run(["cat", path])
+        assert code == 0, output.decode(errors="replace")
+        assert output.decode().strip() == value
+        # Set in that namespace only: the engine's host keeps the kernel's default.
+        assert deployed_stack.engine.run("cat", path).stdout.strip() != value
+
+
+# The published port belongs to the sandboxes (they own the network identity), not the apps.
+
+
+def test_internal_publishes_no_port(sandboxes: dict[str, dict[str, Any]]) -> None:
+    internal = sandboxes["internal"]
     assert not internal["HostConfig"]["PortBindings"]
     assert not any((internal["NetworkSettings"]["Ports"] or {}).values())
 
 
 def test_external_binds_the_configured_host_address(
-    inspected: dict[str, dict[str, Any]], config: dict[str, str]
+    sandboxes: dict[str, dict[str, Any]], config: dict[str, str]
 ) -> None:
-    bindings = inspected["external"]["HostConfig"]["PortBindings"]
+    bindings = sandboxes["external"]["HostConfig"]["PortBindings"]
     assert bindings == {
         f"{config['externalPort']}/tcp": [
             {"HostIp": config["hostBindAddress"], "HostPort": config["hostPort"]}

@@ -82,6 +82,10 @@ def test_trace_facts_match_the_stack_outputs(deployed_stack: Stack) -> None:
     assert bridge["interface_present"]
     assert bridge["interface"].startswith("br-")
     assert {e["ipv4"] for e in bridge["endpoints"]} == {out["internalIp"], out["externalIp"]}
+    # The addresses are the sandboxes': the apps have no network of their own.
+    assert {e["container"] for e in bridge["endpoints"]} == {
+        deployed_stack.sandbox_name(s) for s in ("internal", "external")
+    }
     for endpoint in bridge["endpoints"]:
         assert endpoint["host_veth"], endpoint
         assert endpoint["veth_master"] == bridge["interface"]
@@ -102,6 +106,32 @@ def test_trace_facts_match_the_stack_outputs(deployed_stack: Stack) -> None:
     assert services["internal_client_ip"] == out["externalIp"]
     assert services["total_ms"] > 0
     assert services["upstream_ms"] > 0
+    # Each service reports its sandbox's hostname, the service's name.
+    assert services["internal_hostname"] == deployed_stack.service_name("internal")
+    assert services["external_hostname"] == deployed_stack.service_name("external")
+
+
+def test_listeners_in_each_namespace_belong_to_the_app(deployed_stack: Stack) -> None:
+    data = _trace_json(deployed_stack, "--no-request")
+    settings = deployed_stack.settings()
+    spaces = {n["service"]: n for n in data["namespaces"]}
+    assert sorted(spaces) == ["external", "internal"]
+    for service, space in spaces.items():
+        app = deployed_stack.container(service)
+        sandbox = deployed_stack.container(service, "sandbox")
+        assert (space["sandbox"], space["hostname"]) == (
+            sandbox.name,
+            deployed_stack.service_name(service),
+        )
+        assert space["apps"] == [
+            {"name": app.name, "running": True, "pid": app.attrs["State"]["Pid"]}
+        ]
+        port = int(settings[f"{service}Port"])
+        workers = [x for x in space["listeners"] if x["port"] == port]
+        # gunicorn's reuse_port: every worker holds its own listener, all of them the app's.
+        assert len(workers) == int(settings["workers"]), space["listeners"]
+        assert {(x["process"], x["container"]) for x in workers} == {("gunicorn", app.name)}
+        assert len({x["pid"] for x in workers}) == len(workers)
 
 
 def test_dnat_counter_moves_by_at_least_one(deployed_stack: Stack) -> None:

@@ -225,7 +225,8 @@ class Published:
 @pytest.fixture(scope="module")
 def published(deployed_stack: Stack, docker_client: docker.DockerClient) -> Published:
     out = deployed_stack.outputs
-    external = parse_container_inspect(deployed_stack.container("external").attrs)
+    # The published port is the sandbox's: it owns external's network identity.
+    external = parse_container_inspect(deployed_stack.sandbox("external").attrs)
     binding = external.port_bindings[0]
     network = docker_client.networks.get(out["networkName"])
     return Published(

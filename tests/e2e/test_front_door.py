@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -31,7 +32,7 @@ import yaml
 
 from tests.e2e import harness
 from tests.support import stacks
-from tests.support.stacks import REPO_ROOT, STACK_LABEL, Engine, Stack
+from tests.support.stacks import REPO_ROOT, ROLE_LABEL, SERVICE_LABEL, STACK_LABEL, Engine, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -241,10 +242,12 @@ def test_make_up_prints_externals_answer_with_internals_inside(front_door: Front
     assert inner["client_ip"] == settings["externalIp"]
     assert answer["upstream_ms"] > 0
     running = front_door.docker.containers.list(filters={"label": f"{STACK_LABEL}={DEV_STACK}"})
-    assert sorted(c.name for c in running) == [
-        f"c2c-{DEV_STACK}-external",
-        f"c2c-{DEV_STACK}-internal",
-    ]
+    # Each service runs as its sandbox (fixed name) and its app (the name ends in a digest).
+    by_role = {(c.labels[SERVICE_LABEL], c.labels[ROLE_LABEL]): c.name for c in running}
+    assert len(by_role) == len(running) == 2 * len(SERVICES), [c.name for c in running]
+    for service in SERVICES:
+        assert by_role[(service, "sandbox")] == f"c2c-{DEV_STACK}-{service}-sandbox"
+        assert re.fullmatch(f"c2c-{DEV_STACK}-{service}-[0-9a-f]{{12}}", by_role[(service, "app")])
 
 
 def test_make_up_leaves_the_working_tree_as_it_found_it(front_door: FrontDoor) -> None:
@@ -267,6 +270,10 @@ def test_make_trace_reports_every_part(front_door: FrontDoor) -> None:
     summary = report.split("5. Summary", 1)[1]
     for fact in (settings["externalIp"], settings["internalIp"], settings["hostPort"]):
         assert fact in summary, summary
+    # Each service's namespace: its sandbox and the app whose workers listen in it.
+    for service in SERVICES:
+        assert f"{service}: sandbox c2c-{DEV_STACK}-{service}-sandbox" in report, report
+        assert re.search(f"of app c2c-{DEV_STACK}-{service}-[0-9a-f]{{12}}", report), report
     assert front_door.checkout.git_status() == front_door.status_before
 
 
@@ -284,7 +291,8 @@ def test_make_diagram_writes_a_valid_svg(front_door: FrontDoor) -> None:
     assert root.tag == SVG_ROOT
     text = " ".join(root.itertext())
     for service in SERVICES:
-        assert f"c2c-{DEV_STACK}-{service}" in text
+        assert f"c2c-{DEV_STACK}-{service}-sandbox" in text
+        assert re.search(f"app c2c-{DEV_STACK}-{service}-[0-9a-f]{{12}}", text), text
     # The diagram writes its two files and nothing else of the tree.
     changed = set(checkout.git_status()) - set(front_door.status_before)
     assert {line[3:] for line in changed} <= set(DIAGRAM_FILES), changed

@@ -2,8 +2,11 @@
 passed validation.
 
 Live changes: hostPort, then subnet and IPs, each on the deployed stack. The plan replaces
-exactly what must change (external for a new port mapping; the network and both containers for a
-new subnet), and the endpoint answers from the new place afterwards.
+exactly what must change, and the endpoint answers from the new place afterwards. A service is a
+sandbox (its address, its published port) and an app in the sandbox's network namespace
+(docs/zero-downtime.md); an app is made of its sandbox's ID (network_mode container:<id>, and
+its name's digest), so replacing a sandbox replaces its app too. A new port mapping: external's
+sandbox and app; a new subnet: the network, both sandboxes and both apps.
 
 Docker-side failures: a host port something else holds, a subnet another Docker network holds,
 an image whose healthcheck never passes. Each fails `pulumi up` with a message that names the
@@ -31,8 +34,11 @@ from tests.support.stacks import NO_DOCKER_OBJECTS, Project, Stack, timed
 pytestmark = pytest.mark.slow
 
 NETWORK = "docker:index/network:Network::c2c-network"
-INTERNAL = "docker:index/container:Container::c2c-internal"
-EXTERNAL = "docker:index/container:Container::c2c-external"
+# The sandboxes keep the resource names the services' one container had.
+INTERNAL_SANDBOX = "docker:index/container:Container::c2c-internal"
+EXTERNAL_SANDBOX = "docker:index/container:Container::c2c-external"
+INTERNAL_APP = "docker:index/container:Container::c2c-internal-app"
+EXTERNAL_APP = "docker:index/container:Container::c2c-external-app"
 REPLACE_OPS = {"replace", "create-replacement", "delete-replaced"}
 
 # Subnets and host ports no other stack of the session uses.
@@ -99,18 +105,19 @@ def live_stack(project: Project) -> Iterator[Stack]:
 
 def test_new_host_port_replaces_only_external(live_stack: Stack) -> None:
     old_port = int(live_stack.config["hostPort"])
-    before = {svc: live_stack.container(svc).id for svc in ("internal", "external")}
+    before = live_stack.container_ids()
     live_stack.set_config(hostPort=MOVED_PORT)
 
     plan = live_stack.preview()
     print(f"plan for hostPort {old_port} -> {MOVED_PORT}: {plan}")
-    assert set(plan) == {EXTERNAL}, plan
-    assert plan[EXTERNAL] <= REPLACE_OPS, plan
+    # The port mapping is the sandbox's; its app follows it (the app is made of its ID).
+    assert set(plan) == {EXTERNAL_SANDBOX, EXTERNAL_APP}, plan
+    assert set().union(*plan.values()) <= REPLACE_OPS, plan
 
     live_stack.up()
-    after = {svc: live_stack.container(svc).id for svc in ("internal", "external")}
-    assert after["internal"] == before["internal"]
-    assert after["external"] != before["external"]
+    after = live_stack.container_ids()
+    changed = {key for key in before if after[key] != before[key]}
+    assert changed == {"external/sandbox", "external/app"}, (before, after)
     assert live_stack.outputs["endpoint"] == f"http://localhost:{MOVED_PORT}"
     assert _answers_from(live_stack) == {
         "external": LIVE_CONFIG["externalIp"],
@@ -120,19 +127,21 @@ def test_new_host_port_replaces_only_external(live_stack: Stack) -> None:
     assert tcp_connect("127.0.0.1", old_port, live_stack.engine.netns) == "refused"
 
 
-def test_new_subnet_and_ips_replace_the_network_and_both_containers(live_stack: Stack) -> None:
+def test_new_subnet_and_ips_replace_the_network_and_every_container(live_stack: Stack) -> None:
     old_network = live_stack.outputs["networkName"]
-    before = {svc: live_stack.container(svc).id for svc in ("internal", "external")}
+    before = live_stack.container_ids()
     live_stack.set_config(**MOVED_ADDRESSES)
 
     plan = live_stack.preview()
     print(f"plan for subnet {LIVE_CONFIG['subnet']} -> {MOVED_ADDRESSES['subnet']}: {plan}")
-    # The images do not depend on addresses: they stay.
-    assert set(plan) == {NETWORK, INTERNAL, EXTERNAL}, plan
+    # The addresses are the sandboxes'; each app follows its sandbox. The images (the
+    # services' and the sandboxes' base image) do not depend on addresses: they stay.
+    every_container = {INTERNAL_SANDBOX, EXTERNAL_SANDBOX, INTERNAL_APP, EXTERNAL_APP}
+    assert set(plan) == {NETWORK, *every_container}, plan
     assert set().union(*plan.values()) <= REPLACE_OPS, plan
 
     live_stack.up()
-    after = {svc: live_stack.container(svc).id for svc in ("internal", "external")}
+    after = live_stack.container_ids()
     assert not set(after.values()) & set(before.values())
     assert live_stack.outputs["subnet"] == MOVED_ADDRESSES["subnet"]
     assert live_stack.outputs["internalUrl"].startswith(f"http://{MOVED_ADDRESSES['internalIp']}:")
@@ -200,7 +209,8 @@ def test_taken_host_port_fails_up_naming_the_port(failing_stack: Stack) -> None:
     harness.record_measurements(
         f"docker_failures_{failing_stack.engine.kind}", {"taken_port_fail_s": round(seconds, 1)}
     )
-    # external was created but could not start: the next up replaces it.
+    # external's sandbox (which binds the port) was created but could not start: the next up
+    # replaces it.
     _up_after_fixing(failing_stack)
 
 
@@ -241,9 +251,10 @@ def test_never_healthy_image_fails_up_after_the_wait_timeout(failing_stack: Stac
             output, seconds = _failed_up(failing_stack, WAIT_TIMEOUT_SECONDS + NEVER_HEALTHY_MARGIN)
     finally:
         probe.write_text(original)  # the session's other stacks build from this copy too
-    # The provider's words, on internal's container (created first; external waits for it).
+    # The provider's words, on internal's app container (created first; external waits for
+    # it). The app, not the sandbox: only the app has a healthcheck and `wait`.
     assert "container failed to be in healthy state" in output, output
-    assert "c2c-internal" in output, output
+    assert "c2c-internal-app" in output, output
     # It waited the whole timeout: no early give-up while the container was still starting.
     assert seconds >= WAIT_TIMEOUT_SECONDS
     harness.record_measurements(

@@ -60,9 +60,12 @@ def client(multihost_client: Engine) -> Engine:
 
 
 def _stack_containers(engine: docker.DockerClient, stack: Stack) -> dict[str, Any]:
-    """This stack's containers on one engine, by c2c.service label."""
+    """This stack's containers on one engine, by "<service>/<role>" (c2c.service, c2c.role):
+    each service is a sandbox and an app (docs/zero-downtime.md)."""
     found = engine.containers.list(all=True, filters=stack_filter(stack.name))
-    return {c.labels["c2c.service"]: c for c in found}
+    by_key = {f"{c.labels['c2c.service']}/{c.labels['c2c.role']}": c for c in found}
+    assert len(by_key) == len(found), [c.name for c in found]
+    return by_key
 
 
 def _add_vxlan_counters(host: Host) -> None:
@@ -121,9 +124,15 @@ def test_the_stack_deploys_across_the_two_hosts(
     assert (outputs["externalHost"], outputs["externalHostAddress"]) == ("ma", str(ma.address))
     assert (outputs["internalHost"], outputs["internalHostAddress"]) == ("mb", str(mb.address))
     assert outputs["networkDriver"] == "overlay"
-    # internal runs in mb's engine only, external in ma's only.
-    assert set(_stack_containers(engines[INTERNAL_HOST], deployed)) == {"internal"}
-    assert set(_stack_containers(engines[EXTERNAL_HOST], deployed)) == {"external"}
+    # internal (sandbox and app) runs in mb's engine only, external in ma's only.
+    assert set(_stack_containers(engines[INTERNAL_HOST], deployed)) == {
+        "internal/sandbox",
+        "internal/app",
+    }
+    assert set(_stack_containers(engines[EXTERNAL_HOST], deployed)) == {
+        "external/sandbox",
+        "external/app",
+    }
     network = engines[EXTERNAL_HOST].networks.get(outputs["networkName"])
     assert network.attrs["Driver"] == "overlay"
     assert network.attrs["Attachable"] is True
@@ -150,7 +159,8 @@ def test_the_request_crosses_hosts_over_vxlan(
     assert status == 200, body
     assert body["service"] == "external"
     assert body["upstream"]["service"] == "internal"
-    assert body["upstream"]["hostname"] == deployed.container_name("internal")
+    # The sandbox's hostname, which its app shares.
+    assert body["upstream"]["hostname"] == deployed.service_name("internal")
     # internal saw external's static IP on the overlay: no NAT between the two hosts.
     assert body["upstream"]["client_ip"] == deployed.outputs["externalIp"]
     assert body["upstream"]["container_ip"] == deployed.outputs["internalIp"]
@@ -163,8 +173,9 @@ def test_the_request_crosses_hosts_over_vxlan(
 def test_internal_publishes_nothing(
     deployed: Stack, hosts: dict[str, Host], engines: dict[str, docker.DockerClient], lab: Lab
 ) -> None:
-    internal = _stack_containers(engines[INTERNAL_HOST], deployed)["internal"]
-    assert not internal.attrs["HostConfig"]["PortBindings"]
+    # Neither internal's sandbox (which would hold a published port) nor its app binds one.
+    for internal in _stack_containers(engines[INTERNAL_HOST], deployed).values():
+        assert not internal.attrs["HostConfig"]["PortBindings"], internal.name
     mb = hosts[INTERNAL_HOST]
     port = int(deployed.settings()["internalPort"])
     with pytest.raises(ConnectionRefusedError):
@@ -210,16 +221,18 @@ def test_cut_off_internal_host_gives_a_bounded_error_then_recovers(
 def test_internal_comes_back_after_its_engine_restarts(
     deployed: Stack, lab: Lab, client: Engine, engines: dict[str, docker.DockerClient]
 ) -> None:
-    before = _stack_containers(engines[INTERNAL_HOST], deployed)["internal"]
+    before = _stack_containers(engines[INTERNAL_HOST], deployed)
     with timed(f"lab {lab.name}: restart dockerd of {INTERNAL_HOST}"):
         lab.restart_engine(INTERNAL_HOST)
     back = client.wait_for_status(deployed.outputs["endpoint"], 200, within=ENGINE_BACK_WITHIN)
     record_measurements("multihost", {"engine_restart_200_s": round(back, 2)})
-    after = _stack_containers(engines[INTERNAL_HOST], deployed)["internal"]
-    # The same container, started again by its engine (restart policy unless-stopped).
-    assert after.id == before.id
-    assert after.attrs["State"]["Running"] is True
-    assert after.attrs["State"]["StartedAt"] > before.attrs["State"]["StartedAt"]
+    after = _stack_containers(engines[INTERNAL_HOST], deployed)
+    # The same containers (internal's sandbox and app), started again by their engine
+    # (restart policy unless-stopped).
+    assert {key: c.id for key, c in after.items()} == {key: c.id for key, c in before.items()}
+    for key, container in after.items():
+        assert container.attrs["State"]["Running"] is True, key
+        assert container.attrs["State"]["StartedAt"] > before[key].attrs["State"]["StartedAt"]
     status, body, _ = client.get_json(deployed.outputs["endpoint"])
     assert status == 200
     assert body["upstream"]["client_ip"] == deployed.outputs["externalIp"]

@@ -78,7 +78,8 @@ class Replica:
 
 
 def _replicas(engines: dict[str, docker.DockerClient], stack: Stack) -> list[Replica]:
-    """The running internal replicas on every engine."""
+    """The running internal replicas on every engine (a replicated internal has no sandbox:
+    every container labelled c2c.service=internal is a replica)."""
     filters = stack_filter(stack.name)
     filters["label"].append("c2c.service=internal")
     network = stack.outputs["networkName"]
@@ -146,7 +147,7 @@ def test_the_replicas_run_on_both_hosts(
     multihost_hosts: dict[str, Host],
 ) -> None:
     outputs = deployed.outputs
-    service = deployed.container_name("internal")
+    service = deployed.service_name("internal")
     assert outputs["internalService"] == service
     assert outputs["internalReplicas"] == REPLICAS
     assert sorted(outputs["internalHosts"]) == sorted(multihost_hosts)
@@ -184,8 +185,9 @@ def test_each_replica_is_hardened(deployed: Stack, engines: dict[str, docker.Doc
 def test_the_service_name_resolves_to_every_replica(
     deployed: Stack, engines: dict[str, docker.DockerClient]
 ) -> None:
-    # Asked inside external's container, from Docker's embedded DNS (127.0.0.11).
-    external = engines[EXTERNAL_HOST].containers.get(deployed.container_name("external"))
+    # Asked inside external's app container (where its server resolves the name; it shares
+    # its sandbox's namespace), from Docker's embedded DNS (127.0.0.11).
+    external = deployed.container("external", client=engines[EXTERNAL_HOST])
     lookup = (
         "import socket; print(' '.join(sorted({a[4][0] for a in socket.getaddrinfo("
         f"{deployed.outputs['internalService']!r}, 80, socket.AF_INET, socket.SOCK_STREAM)}})))"

@@ -1,5 +1,5 @@
-"""The packet trace's failure paths on a live stack: a stopped internal, a frozen internal, and a
-stack that does not exist. Each test leaves the session's default stack serving again.
+"""The packet trace's failure paths on a live stack: internal's app container stopped, internal
+frozen, and a stack that does not exist. Each test leaves the session's default stack serving again.
 
 The trace runs as `make trace` runs it: in the engine's network namespace, DOCKER_HOST naming
 the engine, the stack found by its Docker labels.
@@ -53,14 +53,15 @@ def trace_json(stack: Stack, expected_code: int) -> dict[str, Any]:
     return data
 
 
-def wait_until_serving(stack: Stack) -> None:
-    harness.wait_for_health(stack.project.docker, stack.container_name("internal"), within=60)
+def wait_until_serving(stack: Stack, app: Any) -> None:
+    harness.wait_for_health(stack.project.docker, app.name, within=60)
     stack.wait_for_status(200, within=RECOVERY_S)
 
 
 @pytest.fixture
 def internal(deployed_stack: Stack) -> Iterator[Any]:
-    """internal's container; running and answering again after the test, whatever it did."""
+    """internal's app container (its sandbox is left alone); running and answering again after
+    the test, whatever it did."""
     container = deployed_stack.container("internal")
     yield container
     container.reload()
@@ -68,10 +69,10 @@ def internal(deployed_stack: Stack) -> Iterator[Any]:
         container.unpause()
     if container.status != "running":
         container.start()
-    wait_until_serving(deployed_stack)
+    wait_until_serving(deployed_stack, container)
 
 
-def test_stopped_internal_is_named_and_the_trace_exits_partial_then_0_once_back(
+def test_stopped_internal_app_is_named_the_request_gets_a_quick_502_then_0_once_back(
     deployed_stack: Stack, internal: Any
 ) -> None:
     assert trace_json(deployed_stack, EXIT_OK)["problems"] == []  # the baseline is clean
@@ -79,17 +80,28 @@ def test_stopped_internal_is_named_and_the_trace_exits_partial_then_0_once_back(
 
     data = trace_json(deployed_stack, EXIT_PARTIAL)
     problems = [(p["hop"], p["code"]) for p in data["problems"]]
-    assert problems == [("bridge", "container-stopped")], data["problems"]
-    assert internal.name in data["problems"][0]["message"]
-    assert f"docker start {internal.name}" in data["problems"][0]["remedy"]
-    # Docker says the stack is not running: the trace knocks on no port.
-    assert data["request"]["error"] == "not sent"
+    assert problems == [("services", "app-stopped"), ("services", "request-failed")], problems
+    stopped, failed = data["problems"]
+    assert internal.name in stopped["message"]
+    assert deployed_stack.sandbox_name("internal") in stopped["message"]
+    assert f"docker start {internal.name}" in stopped["remedy"]
+    # The sandbox keeps the address and nothing listens there: the request is sent, external's
+    # connect is refused at once and it answers 502 without waiting for a timeout.
+    assert data["request"]["status"] == 502, data["request"]
+    assert "-> 502" in failed["message"]
+    assert data["request"]["total_ms"] < int(deployed_stack.settings()["upstreamReadTimeoutMs"])
+    (space,) = [n for n in data["namespaces"] if n["service"] == "internal"]
+    assert space["sandbox"] == deployed_stack.sandbox_name("internal")
+    assert [(a["name"], a["running"]) for a in space["apps"]] == [(internal.name, False)]
+    port = int(deployed_stack.settings()["internalPort"])
+    assert [x for x in space["listeners"] if x["port"] == port] == []
     text = run_trace(deployed_stack.engine, deployed_stack.name)
     assert text.returncode == EXIT_PARTIAL, text.stdout + text.stderr
-    assert f"[bridge] container {internal.name} is not running" in text.stdout
+    words = " ".join(text.stdout.split())  # the report wraps its lines
+    assert f"[services] internal's app container {internal.name} is not running" in words
 
     internal.start()
-    wait_until_serving(deployed_stack)
+    wait_until_serving(deployed_stack, internal)
     assert trace_json(deployed_stack, EXIT_OK)["problems"] == []
 
 

@@ -65,22 +65,6 @@ def zdt_stack(project: Project) -> Iterator[Stack]:
 # --- the stack's containers, by label --------------------------------------------------------
 
 
-def _containers(stack: Stack, service: str, role: str) -> list[Any]:
-    filters = {
-        "label": [
-            f"c2c.stack={stack.name}",
-            f"c2c.service={service}",
-            f"c2c.role={role}",
-        ]
-    }
-    return list(stack.project.docker.containers.list(all=True, filters=filters))
-
-
-def _one(stack: Stack, service: str, role: str) -> Any:
-    (container,) = _containers(stack, service, role)
-    return container
-
-
 @dataclass(frozen=True)
 class Layout:
     """What must stay put across a redeploy, and the app container of each service."""
@@ -93,8 +77,8 @@ class Layout:
 
 def _layout(stack: Stack) -> Layout:
     network = stack.outputs["networkName"]
-    sandboxes = {service: _one(stack, service, "sandbox") for service in SERVICES}
-    apps = {service: _one(stack, service, "app") for service in SERVICES}
+    sandboxes = {service: stack.sandbox(service) for service in SERVICES}
+    apps = {service: stack.container(service) for service in SERVICES}
     for service in SERVICES:
         mode = apps[service].attrs["HostConfig"]["NetworkMode"]
         assert mode == f"container:{sandboxes[service].id}", (service, mode)
@@ -249,7 +233,7 @@ def test_redeploys_under_traffic_fail_no_request(zdt_stack: Stack) -> None:
             assert after.apps[service] != before.apps[service]
             assert after.apps[other] == before.apps[other]
             # The old app container is gone, not just stopped.
-            assert len(_containers(stack, service, "app")) == 1
+            assert len(stack.containers(service, "app", stopped_too=True)) == 1
             status, body, _ = stack.get_json()
             assert status == 200
             assert _answer_has(body, service, marker)
@@ -311,7 +295,7 @@ def test_a_stopped_internal_app_is_a_fast_502_and_a_frozen_one_a_504(
     zdt_stack: Stack, docker_client: docker.DockerClient
 ) -> None:
     stack = zdt_stack
-    app = _one(stack, "internal", "app")
+    app = stack.container("internal")
     app.stop()
     try:
         # The sandbox still holds the address: nothing listens there, so a connect is refused.

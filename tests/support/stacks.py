@@ -33,6 +33,11 @@ from lab import EngineSpec, Host, nsenter_argv, run_in_netns
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_LABEL = "c2c.project"
 STACK_LABEL = "c2c.stack"
+SERVICE_LABEL = "c2c.service"
+# Which of a service's two containers (docs/zero-downtime.md): "sandbox" or "app".
+ROLE_LABEL = "c2c.role"
+ROLES = ("sandbox", "app")
+SERVICES = ("internal", "external")
 E2E_STACK_PREFIX = "e2e-"
 # What Docker holds for a stack that is gone: see Stack.docker_objects.
 NO_DOCKER_OBJECTS: dict[str, list[str]] = {"containers": [], "networks": [], "images": []}
@@ -378,11 +383,55 @@ class Stack:
         values = {key: str(spec["default"]) for key, spec in declared.items() if "default" in spec}
         return {**values, **self.config}
 
-    def container_name(self, service: str) -> str:
+    def service_name(self, service: str) -> str:
+        """The service's name: its sandbox's hostname (what the service reports as `hostname`)
+        and the replicated internal's Swarm service name. No container has this name: a
+        service is a sandbox and an app container (docs/zero-downtime.md), found by labels."""
         return f"c2c-{self.name}-{service}"
 
-    def container(self, service: str) -> Any:
-        return self.project.docker.containers.get(self.container_name(service))
+    def sandbox_name(self, service: str) -> str:
+        return f"{self.service_name(service)}-sandbox"
+
+    def containers(
+        self,
+        service: str,
+        role: str,
+        client: docker.DockerClient | None = None,
+        *,
+        stopped_too: bool = False,
+    ) -> list[Any]:
+        """The running (or, with stopped_too, all) containers of a service in a role (sandbox or
+        app), by their labels, on `client`'s engine (the project's by default; a multi-host
+        stack spans engines)."""
+        filters = stack_filter(self.name)
+        filters["label"] += [f"{SERVICE_LABEL}={service}", f"{ROLE_LABEL}={role}"]
+        engine = client or self.project.docker
+        return list(engine.containers.list(all=stopped_too, filters=filters))
+
+    def container(
+        self, service: str, role: str = "app", client: docker.DockerClient | None = None
+    ) -> Any:
+        """The one running container of a service in a role: the app by default. Outside a
+        redeploy there is exactly one (during one, the old and the new app both run)."""
+        found = self.containers(service, role, client)
+        assert len(found) == 1, (
+            f"{self.name}: expected one running {role} of {service}, found "
+            f"{[c.name for c in found]}"
+        )
+        return found[0]
+
+    def sandbox(self, service: str, client: docker.DockerClient | None = None) -> Any:
+        """The service's sandbox: the container that owns its IP, published port and sysctl."""
+        return self.container(service, "sandbox", client)
+
+    def container_ids(self) -> dict[str, str]:
+        """The ID of each service's running sandbox and app, by "<service>/<role>" (one engine):
+        what a test compares before and after a change to see exactly what was replaced."""
+        return {
+            f"{service}/{role}": self.container(service, role).id
+            for service in SERVICES
+            for role in ROLES
+        }
 
     def docker_objects(self) -> dict[str, list[str]]:
         return docker_objects(self.project.docker, self.name)
