@@ -8,14 +8,13 @@ parameters; the numbers are printed and merged into .state/measurements.json.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
-from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from bench.wrk import WrkReport, parse_wrk, wrk_argv, wrk_version
 from tests.e2e import harness
 from tests.support.stacks import Stack, timed
 
@@ -23,9 +22,6 @@ pytestmark = pytest.mark.slow
 
 CONNECTIONS = int(os.environ.get("C2C_LOAD_CONNECTIONS", "50"))
 SECONDS = int(os.environ.get("C2C_LOAD_SECONDS", "10"))
-# wrk's own default, spelled out: an answer slower than this counts as a (timeout) error.
-REQUEST_TIMEOUT = "2s"
-
 # The chain does internal's work and external's (an HTTP client call on top of its own answer)
 # on the same 2 cores. Measured on a busy machine: internal alone answered 2.2-4.0x the chain's
 # rate, at 1.3-3.4x lower p50 (both engines). A 3x regression of the chain's rate or latency
@@ -33,61 +29,11 @@ REQUEST_TIMEOUT = "2s"
 MAX_RATE_RATIO = 6.0
 MAX_P50_RATIO = 6.0
 
-_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
-
-
-@dataclass(frozen=True)
-class WrkResult:
-    requests: int
-    seconds: float
-    requests_per_second: float
-    latency_ms: dict[str, float]  # percentile ("50", "75", "90", "99") -> milliseconds
-    socket_errors: dict[str, int]  # connect, read, write, timeout
-    non_2xx_3xx: int
-
-    @property
-    def errors(self) -> int:
-        return sum(self.socket_errors.values()) + self.non_2xx_3xx
-
-
-def _milliseconds(number: str, unit: str) -> float:
-    return float(number) * _UNIT_MS[unit]
-
-
-def parse_wrk(output: str) -> WrkResult:
-    """Read wrk 4.x's `--latency` report; the error lines appear only when there were errors."""
-    total = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h),", output, re.MULTILINE)
-    rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
-    if total is None or rate is None:
-        raise ValueError(f"not a wrk report:\n{output}")
-    latency = {
-        match[1]: _milliseconds(match[2], match[3])
-        for match in re.finditer(
-            r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, re.MULTILINE
-        )
-    }
-    errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    )
-    socket_errors = dict.fromkeys(("connect", "read", "write", "timeout"), 0)
-    if errors:
-        socket_errors = dict(zip(socket_errors, map(int, errors.groups()), strict=True))
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return WrkResult(
-        requests=int(total[1]),
-        seconds=_milliseconds(total[2], total[3]) / 1000,
-        requests_per_second=float(rate[1]),
-        latency_ms=latency,
-        socket_errors=socket_errors,
-        non_2xx_3xx=int(non_2xx[1]) if non_2xx else 0,
-    )
-
 
 def _wrk_version(wrk: str) -> str:
-    # `wrk --version` prints "wrk debian/4.1.0-3+b2 [epoll] ..." and the usage, then exits 1.
+    # `wrk --version` prints its version and the usage, then exits 1.
     proc = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)
-    first = (proc.stdout or proc.stderr).splitlines()
-    return " ".join(first[0].split()[:2]) if first else "wrk"
+    return wrk_version(proc.stdout or proc.stderr)
 
 
 def _loopback_url(endpoint: str) -> str:
@@ -98,26 +44,6 @@ def _loopback_url(endpoint: str) -> str:
     return urlunsplit(parts._replace(path="/"))
 
 
-def test_parse_wrk_reads_a_report_with_errors() -> None:
-    report = """Running 1s test @ http://127.0.0.1:8090/
-  2 threads and 50 connections
-  Latency Distribution
-     50%  812.00us
-     75%    1.50ms
-     90%    2.10s
-     99%    1.00m
-  100 requests in 1.01s, 20.00KB read
-  Socket errors: connect 1, read 2, write 3, timeout 4
-  Non-2xx or 3xx responses: 5
-Requests/sec:     99.01
-"""
-    result = parse_wrk(report)
-    assert (result.requests, result.seconds, result.requests_per_second) == (100, 1.01, 99.01)
-    assert result.latency_ms == {"50": 0.812, "75": 1.5, "90": 2100.0, "99": 60_000.0}
-    assert result.socket_errors == {"connect": 1, "read": 2, "write": 3, "timeout": 4}
-    assert result.errors == 15
-
-
 def _wrk() -> str:
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -125,19 +51,10 @@ def _wrk() -> str:
     return wrk
 
 
-def _run_wrk(stack: Stack, url: str, seconds: int) -> WrkResult:
+def _run_wrk(stack: Stack, url: str, seconds: int) -> WrkReport:
     """wrk with CONNECTIONS connections for `seconds` against url, from inside the engine host."""
     wrk = _wrk()
-    threads = min(2, CONNECTIONS)  # wrk needs connections >= threads; 2 cores on CI
-    cmd = [
-        wrk,
-        f"-t{threads}",
-        f"-c{CONNECTIONS}",
-        f"-d{seconds}s",
-        f"--timeout={REQUEST_TIMEOUT}",
-        "--latency",
-        url,
-    ]
+    cmd = wrk_argv(url, connections=CONNECTIONS, seconds=seconds, wrk=wrk)
     with timed(f"{stack.name}: wrk {CONNECTIONS} connections {seconds}s {url}"):
         proc = subprocess.run(
             stack.engine.command(*cmd),
@@ -152,11 +69,11 @@ def _run_wrk(stack: Stack, url: str, seconds: int) -> WrkResult:
     return parse_wrk(proc.stdout)
 
 
-def _summary(result: WrkResult) -> str:
+def _summary(result: WrkReport) -> str:
     return (
         f"{result.requests} requests in {result.seconds:.1f}s, "
-        f"{result.requests_per_second:.0f} req/s, p50 {result.latency_ms['50']:.1f} ms, "
-        f"p99 {result.latency_ms['99']:.1f} ms, errors {result.socket_errors} "
+        f"{result.requests_per_second:.0f} req/s, p50 {result.latency_ms[50]:.1f} ms, "
+        f"p99 {result.latency_ms[99]:.1f} ms, errors {result.socket_errors} "
         f"non-2xx/3xx {result.non_2xx_3xx}"
     )
 
@@ -179,9 +96,9 @@ def test_concurrent_clients_get_no_errors_at_a_rate_near_internal_alone(
     chain = _run_wrk(deployed_stack, chain_url, SECONDS)
     alone_after = _run_wrk(deployed_stack, internal_url, baseline_seconds)
     baseline_rate = (alone_before.requests_per_second + alone_after.requests_per_second) / 2
-    baseline_p50 = (alone_before.latency_ms["50"] + alone_after.latency_ms["50"]) / 2
+    baseline_p50 = (alone_before.latency_ms[50] + alone_after.latency_ms[50]) / 2
     rate_ratio = baseline_rate / chain.requests_per_second
-    p50_ratio = chain.latency_ms["50"] / baseline_p50
+    p50_ratio = chain.latency_ms[50] / baseline_p50
 
     print(f"internal alone, before: {_summary(alone_before)}")
     print(f"chain ({CONNECTIONS} connections): {_summary(chain)}")
@@ -195,17 +112,17 @@ def test_concurrent_clients_get_no_errors_at_a_rate_near_internal_alone(
             "seconds": chain.seconds,
             "requests": chain.requests,
             "requests_per_second": chain.requests_per_second,
-            "p50_ms": round(chain.latency_ms["50"], 2),
-            "p90_ms": round(chain.latency_ms["90"], 2),
-            "p99_ms": round(chain.latency_ms["99"], 2),
+            "p50_ms": round(chain.latency_ms[50], 2),
+            "p90_ms": round(chain.latency_ms[90], 2),
+            "p99_ms": round(chain.latency_ms[99], 2),
             "errors": chain.errors,
             "internal_alone_requests_per_second": [
                 alone_before.requests_per_second,
                 alone_after.requests_per_second,
             ],
             "internal_alone_p50_ms": [
-                round(alone_before.latency_ms["50"], 2),
-                round(alone_after.latency_ms["50"], 2),
+                round(alone_before.latency_ms[50], 2),
+                round(alone_after.latency_ms[50], 2),
             ],
             "rate_ratio": round(rate_ratio, 2),
             "p50_ratio": round(p50_ratio, 2),
