@@ -25,7 +25,7 @@ from lab import OFFLINE_BASE_IMAGE, EngineSpec, Host, Lab
 from lab.modern import modern_engine_spec
 
 # Automation API drivers shared with the e2e suite (a throwaway project copy, own backend).
-from tests.support.stacks import PROJECT_LABEL, STACK_LABEL, Engine, Project, Stack
+from lab.stacks import PROJECT_LABEL, STACK_LABEL, Engine, Project, Stack
 
 DEFAULT_LAB = "bench"
 DEFAULT_UNDERLAY = ipaddress.IPv4Network("198.18.3.0/24")

@@ -24,8 +24,9 @@ from typing import Any
 import docker
 import pytest
 
-from lab import OFFLINE_BASE_IMAGE, EngineSpec, Host, Lab
+from lab import OFFLINE_BASE_IMAGE, EngineSpec, Host, Lab, stacks
 from lab.modern import modern_engine_spec
+from lab.stacks import Engine, Project, Stack
 from tests.e2e.harness import (
     ALT_CONFIG,
     ENGINE_KINDS,
@@ -36,8 +37,6 @@ from tests.e2e.harness import (
     MULTIHOST_LABS,
     require_root,
 )
-from tests.support import stacks
-from tests.support.stacks import Engine, Project, Stack
 
 DEFAULT_SUBNET = ipaddress.IPv4Network("172.13.0.0/16")
 

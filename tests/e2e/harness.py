@@ -1,4 +1,4 @@
-"""Helpers of the e2e tests beyond driving stacks (tests/support/stacks.py does that).
+"""Helpers of the e2e tests beyond driving stacks (lab/stacks.py does that).
 
 Under CI=true a missing prerequisite fails a test instead of skipping it.
 """
@@ -20,7 +20,7 @@ import docker
 import pytest
 
 from lab import run_in_netns
-from tests.support.stacks import REPO_ROOT
+from lab.stacks import REPO_ROOT
 
 IN_CI = os.environ.get("CI") == "true"
 MEASUREMENTS = REPO_ROOT / ".state" / "measurements.json"

@@ -6,9 +6,9 @@ import ipaddress
 
 import docker
 
+from lab.stacks import NO_DOCKER_OBJECTS, Engine, Stack
 from tests.e2e import harness
 from tests.e2e.harness import ALT_CONFIG
-from tests.support.stacks import NO_DOCKER_OBJECTS, Engine, Stack
 
 
 def test_outputs_match_the_default_config(deployed_stack: Stack) -> None:

@@ -16,8 +16,8 @@ import docker
 import pytest
 
 from c2c_infra.component import SANDBOX_MEMORY_MB, SANDBOX_SYSCTLS
+from lab.stacks import REPO_ROOT, Stack
 from tests.e2e import harness
-from tests.support.stacks import REPO_ROOT, Stack
 
 SERVICES = ("internal", "external")
 UID = 10001

@@ -26,8 +26,8 @@ import requests
 
 from c2c_infra.component import DESTROY_GRACE_SECONDS
 from lab import Host, Lab
+from lab.stacks import Engine, Stack, timed
 from tests.e2e import harness
-from tests.support.stacks import Engine, Stack, timed
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from bench.wrk import WrkReport, parse_wrk, wrk_argv, wrk_version
+from lab.stacks import Stack, timed
 from tests.e2e import harness
-from tests.support.stacks import Stack, timed
 
 pytestmark = pytest.mark.slow
 

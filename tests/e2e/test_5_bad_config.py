@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from tests.support.stacks import NO_DOCKER_OBJECTS, Project, Stack
+from lab.stacks import NO_DOCKER_OBJECTS, Project, Stack
 
 BAD_CONFIG = {
     "subnet": "10.78.0.0/24",

@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from lab.stacks import REPO_ROOT, Engine, Stack
 from packet_trace.analyze import dnat_rules_for
 from packet_trace.parse import parse_iptables_save
 from tests.e2e import harness
-from tests.support.stacks import REPO_ROOT, Engine, Stack
 
 pytestmark = pytest.mark.e2e
 

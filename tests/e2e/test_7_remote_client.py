@@ -29,6 +29,7 @@ from typing import Any
 import docker
 import pytest
 
+from lab.stacks import Engine, Stack
 from packet_trace.analyze import diff_counters, dnat_rules_for, jump_rules, listener_for
 from packet_trace.model import NatRule
 from packet_trace.parse import (
@@ -40,7 +41,6 @@ from packet_trace.parse import (
 )
 from tests.e2e import harness
 from tests.e2e.harness import tcp_connect
-from tests.support.stacks import Engine, Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,7 @@ after this one gets it deployed again.
 
 from __future__ import annotations
 
-from tests.support.stacks import NO_DOCKER_OBJECTS, Stack
+from lab.stacks import NO_DOCKER_OBJECTS, Stack
 
 
 def test_destroy_leaves_no_container_network_or_image(deployed_stack: Stack) -> None:

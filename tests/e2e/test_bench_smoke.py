@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from bench import report
+from lab.stacks import REPO_ROOT
 from tests.e2e import harness
 from tests.e2e.harness import IN_CI, require_root
-from tests.support.stacks import REPO_ROOT
 
 LAB = harness.lab_name("bsmk")
 UNDERLAY = harness.lab_underlay(4)

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 import pytest
 
 from lab import Host, Lab
+from lab.stacks import Project, Stack
 from tests.e2e import harness
-from tests.support.stacks import Project, Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -30,9 +30,9 @@ import docker
 import pytest
 import yaml
 
+from lab import stacks
+from lab.stacks import REPO_ROOT, ROLE_LABEL, SERVICE_LABEL, STACK_LABEL, Engine, Stack
 from tests.e2e import harness
-from tests.support import stacks
-from tests.support.stacks import REPO_ROOT, ROLE_LABEL, SERVICE_LABEL, STACK_LABEL, Engine, Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -27,9 +27,9 @@ import pytest
 
 from c2c_infra.component import WAIT_TIMEOUT_SECONDS
 from lab import run_in_netns
+from lab.stacks import NO_DOCKER_OBJECTS, Project, Stack, timed
 from tests.e2e import harness
 from tests.e2e.harness import tcp_connect
-from tests.support.stacks import NO_DOCKER_OBJECTS, Project, Stack, timed
 
 pytestmark = pytest.mark.slow
 

@@ -22,8 +22,8 @@ import docker
 import pytest
 
 from lab import Host, Lab, system
+from lab.stacks import Engine, Stack, stack_filter, timed
 from tests.e2e.harness import EXTERNAL_HOST, INTERNAL_HOST, record_measurements
-from tests.support.stacks import Engine, Stack, stack_filter, timed
 
 VXLAN_PORT = 4789
 # Marks the counting rules (no target: they only count) in each lab host's namespace.

@@ -22,8 +22,8 @@ import docker
 import pytest
 
 from lab import Host
+from lab.stacks import REPO_ROOT, Engine, Stack, timed
 from tests.e2e.harness import EXTERNAL_HOST, INTERNAL_HOST, require_root
-from tests.support.stacks import REPO_ROOT, Engine, Stack, timed
 
 VXLAN_PORT = 4789
 # This test's own counting rules (no target), beside the ones the trace adds for its request.

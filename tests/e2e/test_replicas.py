@@ -20,8 +20,8 @@ import docker
 import pytest
 
 from lab import Host
+from lab.stacks import Engine, Project, Stack, stack_filter
 from tests.e2e.harness import EXTERNAL_HOST, INTERNAL_HOST, record_measurements
-from tests.support.stacks import Engine, Project, Stack, stack_filter
 
 REPLICAS = 3
 REQUESTS = 30

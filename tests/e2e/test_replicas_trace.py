@@ -16,9 +16,9 @@ import docker
 import pytest
 
 from lab import Host
+from lab.stacks import Project, Stack, stack_filter
 from tests.e2e.harness import EXTERNAL_HOST, INTERNAL_HOST, require_root
 from tests.e2e.test_multihost_trace import _trace
-from tests.support.stacks import Project, Stack, stack_filter
 
 REPLICAS = 3
 

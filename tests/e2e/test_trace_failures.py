@@ -18,9 +18,9 @@ from typing import Any
 import docker
 import pytest
 
+from lab.stacks import E2E_STACK_PREFIX, REPO_ROOT, Engine, Stack
 from packet_trace.cli import EXIT_NOT_DEPLOYED, EXIT_OK, EXIT_PARTIAL
 from tests.e2e import harness
-from tests.support.stacks import E2E_STACK_PREFIX, REPO_ROOT, Engine, Stack
 
 pytestmark = pytest.mark.e2e
 

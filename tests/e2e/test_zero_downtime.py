@@ -25,8 +25,8 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from lab.netns import run_in_netns
+from lab.stacks import NO_DOCKER_OBJECTS, Project, Stack
 from tests.e2e import harness
-from tests.support.stacks import NO_DOCKER_OBJECTS, Project, Stack
 
 pytestmark = pytest.mark.slow
 

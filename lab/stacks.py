@@ -1,4 +1,5 @@
-"""Real c2c stacks for tests: a throwaway copy of the project driven by Pulumi's Automation API.
+"""Real c2c stacks for the e2e tests and the bench: a throwaway copy of the project driven by
+Pulumi's Automation API.
 
 `Engine` says which Docker engine the stacks run on and how a client reaches what they publish;
 everything that talks to the engine or a stack (the Pulumi docker provider, docker-py, HTTP
@@ -30,7 +31,7 @@ from pulumi import automation as auto
 
 from lab import EngineSpec, Host, nsenter_argv, run_in_netns
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_LABEL = "c2c.project"
 STACK_LABEL = "c2c.stack"
 SERVICE_LABEL = "c2c.service"
