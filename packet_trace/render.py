@@ -193,12 +193,7 @@ def summarize(trace: Trace) -> str:
         )
     elif req is not None and req.error not in (None, "not sent"):
         sentences.append(f"The request failed ({req.error}), so the services' view is missing.")
-    if trace.problems:
-        sentences.append(
-            "Some facts could not be read ("
-            + ", ".join(sorted({p.code for p in trace.problems}))
-            + "); the problems listed say what to do."
-        )
+    sentences += problems_sentence(trace)
     return " ".join(sentences)
 
 
@@ -440,3 +435,11 @@ def render_json(trace: Trace) -> str:
         data["nat"]["explanation"] = explain_nat(trace)
     data["summary"] = summarize(trace)
     return json.dumps(data, indent=2)
+
+
+def problems_sentence(trace: Trace) -> list[str]:
+    """The summary's last sentence when something could not be read (none otherwise)."""
+    if not trace.problems:
+        return []
+    codes = ", ".join(sorted({p.code for p in trace.problems}))
+    return [f"Some facts could not be read ({codes}); the problems listed say what to do."]

@@ -14,7 +14,7 @@ from packet_trace.model import (
     Trace,
     TraceHost,
 )
-from packet_trace.render import _hop1, _hop2, _hop4, _ms, _rule_text, _wrap
+from packet_trace.render import _hop1, _hop2, _hop4, _ms, _rule_text, _wrap, problems_sentence
 
 # Outer Ethernet (14) + IPv4 (20) + UDP (8) + VXLAN (8) headers around each overlay frame.
 VXLAN_OVERHEAD = 50
@@ -344,12 +344,7 @@ def summarize(trace: Trace) -> str:
         sentences += _counted_and_client(overlay, svc, view)
     elif req is not None and req.error not in (None, "not sent"):
         sentences.append(f"The request failed ({req.error}), so the services' view is missing.")
-    if trace.problems:
-        sentences.append(
-            "Some facts could not be read ("
-            + ", ".join(sorted({p.code for p in trace.problems}))
-            + "); the problems listed say what to do."
-        )
+    sentences += problems_sentence(trace)
     return " ".join(sentences)
 
 
