@@ -36,6 +36,7 @@ from tests.e2e.harness import (
     INTERNAL_HOST,
     MULTIHOST_LABS,
     require_root,
+    two_host_stack,
 )
 
 DEFAULT_SUBNET = ipaddress.IPv4Network("172.13.0.0/16")
@@ -217,11 +218,8 @@ def multihost_engines(
 def multihost_stack(project: Project, multihost_hosts: dict[str, Host]) -> Iterator[Stack]:
     """The stack on the two-host lab, as Pulumi.multihost.yaml configures `make lab`'s: internal
     on mb, external on ma. Not yet deployed."""
-    stack = project.stack("mh", internalHost=INTERNAL_HOST, externalHost=EXTERNAL_HOST)
-    stack.set_hosts(multihost_hosts)
-    yield stack
-    stack.destroy()  # a no-op when a test destroyed it already
-    stack.remove()
+    with two_host_stack(project, multihost_hosts, "mh") as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

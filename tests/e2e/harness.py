@@ -13,14 +13,16 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
 
-from lab import run_in_netns
-from lab.stacks import REPO_ROOT
+from lab import Host, run_in_netns
+from lab.stacks import REPO_ROOT, Project, Stack
 
 IN_CI = os.environ.get("CI") == "true"
 MEASUREMENTS = REPO_ROOT / ".state" / "measurements.json"
@@ -168,3 +170,18 @@ def tcp_connect(address: str, port: int, netns: str | None = None) -> str:
             return "connected"
 
     return attempt() if netns is None else run_in_netns(netns, attempt, CONNECT_TIMEOUT + 10)
+
+
+@contextmanager
+def two_host_stack(
+    project: Project, hosts: Mapping[str, Host], suffix: str, **config: str
+) -> Iterator[Stack]:
+    """A stack on a two-host lab: internal on INTERNAL_HOST, external on EXTERNAL_HOST, c2c:hosts
+    from the lab. Not yet deployed; destroyed (a no-op if a test did) and removed afterwards."""
+    stack = project.stack(suffix, internalHost=INTERNAL_HOST, externalHost=EXTERNAL_HOST, **config)
+    stack.set_hosts(hosts)
+    try:
+        yield stack
+    finally:
+        stack.destroy()
+        stack.remove()

@@ -21,7 +21,7 @@ import pytest
 
 from lab import Host
 from lab.stacks import Engine, Project, Stack, stack_filter
-from tests.e2e.harness import EXTERNAL_HOST, INTERNAL_HOST, record_measurements
+from tests.e2e.harness import EXTERNAL_HOST, INTERNAL_HOST, record_measurements, two_host_stack
 
 REPLICAS = 3
 REQUESTS = 30
@@ -33,16 +33,8 @@ GONE_WITHIN = 30.0
 @pytest.fixture(scope="module")
 def replicas_stack(project: Project, multihost_hosts: dict[str, Host]) -> Iterator[Stack]:
     """internal as REPLICAS replicas over the lab's hosts, external on ma. Not yet deployed."""
-    stack = project.stack(
-        "rep",
-        internalHost=INTERNAL_HOST,
-        externalHost=EXTERNAL_HOST,
-        internalReplicas=str(REPLICAS),
-    )
-    stack.set_hosts(multihost_hosts)
-    yield stack
-    stack.destroy()  # a no-op when a test destroyed it already
-    stack.remove()
+    with two_host_stack(project, multihost_hosts, "rep", internalReplicas=str(REPLICAS)) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 
 from lab import Host
 from lab.stacks import Project, Stack, stack_filter
-from tests.e2e.harness import EXTERNAL_HOST, INTERNAL_HOST, require_root
+from tests.e2e.harness import EXTERNAL_HOST, require_root, two_host_stack
 from tests.e2e.test_multihost_trace import _trace
 
 REPLICAS = 3
@@ -31,17 +31,8 @@ def _root_only() -> None:
 @pytest.fixture(scope="module")
 def replicated(project: Project, multihost_hosts: dict[str, Host]) -> Iterator[Stack]:
     """internal as REPLICAS replicas over the lab's hosts, external on ma; deployed."""
-    stack = project.stack(
-        "rtr",
-        internalHost=INTERNAL_HOST,
-        externalHost=EXTERNAL_HOST,
-        internalReplicas=str(REPLICAS),
-    )
-    stack.set_hosts(multihost_hosts)
-    stack.ensure_up()
-    yield stack
-    stack.destroy()
-    stack.remove()
+    with two_host_stack(project, multihost_hosts, "rtr", internalReplicas=str(REPLICAS)) as stack:
+        yield stack.ensure_up()
 
 
 @pytest.fixture(scope="module")
