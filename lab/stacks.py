@@ -385,9 +385,10 @@ class Stack:
         return {**values, **self.config}
 
     def service_name(self, service: str) -> str:
-        """The service's name: its sandbox's hostname (what the service reports as `hostname`)
-        and the replicated internal's Swarm service name. No container has this name: a
-        service is a sandbox and an app container (docs/zero-downtime.md), found by labels."""
+        """The service's name: its sandbox's hostname (what the service reports as `hostname`),
+        the replicated internal's Swarm service name, and on an overlay (no sandboxes) its one
+        container's name. On one host no container has it: a service is a sandbox and an app
+        container (docs/zero-downtime.md), found by labels."""
         return f"c2c-{self.name}-{service}"
 
     def sandbox_name(self, service: str) -> str:
@@ -396,27 +397,29 @@ class Stack:
     def containers(
         self,
         service: str,
-        role: str,
+        role: str | None,
         client: docker.DockerClient | None = None,
         *,
         stopped_too: bool = False,
     ) -> list[Any]:
         """The running (or, with stopped_too, all) containers of a service in a role (sandbox or
-        app), by their labels, on `client`'s engine (the project's by default; a multi-host
-        stack spans engines)."""
+        app; None: the one container of a service without a sandbox, which has no role label),
+        by their labels, on `client`'s engine (the project's by default; a multi-host stack
+        spans engines)."""
         filters = stack_filter(self.name)
-        filters["label"] += [f"{SERVICE_LABEL}={service}", f"{ROLE_LABEL}={role}"]
+        filters["label"] += [f"{SERVICE_LABEL}={service}"]
         engine = client or self.project.docker
-        return list(engine.containers.list(all=stopped_too, filters=filters))
+        found = engine.containers.list(all=stopped_too, filters=filters)
+        return [c for c in found if c.labels.get(ROLE_LABEL) == role]
 
     def container(
-        self, service: str, role: str = "app", client: docker.DockerClient | None = None
+        self, service: str, role: str | None = "app", client: docker.DockerClient | None = None
     ) -> Any:
         """The one running container of a service in a role: the app by default. Outside a
         redeploy there is exactly one (during one, the old and the new app both run)."""
         found = self.containers(service, role, client)
         assert len(found) == 1, (
-            f"{self.name}: expected one running {role} of {service}, found "
+            f"{self.name}: expected one running {role or 'container'} of {service}, found "
             f"{[c.name for c in found]}"
         )
         return found[0]

@@ -9,6 +9,8 @@ Each service is two containers (docs/zero-downtime.md), as a Kubernetes pod is:
   published port, net.ipv4.tcp_migrate_req=1 in its namespace) and only sleeps; long-lived;
 * the app, c2c-<stack>-<service>-<digest>: gunicorn in the sandbox's network namespace
   (network_mode container:<sandbox id>), so replacing it leaves the IP and the port alone.
+On an overlay each service is one container, c2c-<stack>-<service>, that owns its address:
+an engine restarting would not start an app after its sandbox there (StackSettings.sandboxed).
 
 Where they run (c2c:hosts, internalHost, externalHost):
 * No hosts (the default): one engine, the one DOCKER_HOST names, through the default
@@ -82,8 +84,6 @@ SANDBOX_SYSCTLS = {"net.ipv4.tcp_migrate_req": "1"}
 SANDBOX_MEMORY_MB = 16
 # gunicorn's graceful_timeout is 5 s: give it that and some before the engine kills.
 DESTROY_GRACE_SECONDS = 10
-# `wait` blocks `pulumi up` until the image's healthcheck reports healthy, or fails after this.
-WAIT_TIMEOUT_SECONDS = 90
 
 # Replicated internal (a Swarm service). Swarm has no restart policies of its own names: a
 # task that ends is replaced (any), only after a failure (on-failure), or never (none).
@@ -101,6 +101,14 @@ SWARM_HOSTNAME = "{{.Service.Name}}-{{.Task.Slot}}"
 # dnsrr: the service's name resolves to each healthy replica's own address. The default, VIP,
 # needs IPVS in the kernel (so does the ingress routing mesh); this one does not.
 SWARM_ENDPOINT_MODE = "dnsrr"
+
+
+@dataclass(frozen=True)
+class OwnNetwork:
+    """Where no sandbox holds them: the address and published ports the app takes itself."""
+
+    address: str
+    ports: Sequence[docker.ContainerPortArgs] | None
 
 
 def default_services_dir() -> Path:
@@ -386,7 +394,7 @@ class ServicePair(pulumi.ComponentResource):
             update_config=docker.ServiceUpdateConfigArgs(parallelism=1, order="start-first"),
             # `pulumi up` waits until every replica runs (is healthy), as `wait` does above.
             converge_config=docker.ServiceConvergeConfigArgs(
-                delay="1s", timeout=f"{WAIT_TIMEOUT_SECONDS}s"
+                delay="1s", timeout=f"{settings.healthy_within_seconds}s"
             ),
             opts=self._on(
                 settings.network_host,
@@ -406,7 +414,11 @@ class ServicePair(pulumi.ComponentResource):
         after: Sequence[pulumi.Resource] = (),
     ) -> docker.Container:
         """`service` as a sandbox that holds its address (and published port) and the app
-        container in the sandbox's network namespace; returns the app container."""
+        container in the sandbox's namespace; on an overlay (no sandboxes, see
+        StackSettings.sandboxed) as one container that does both. Returns the one that serves."""
+        if not self._settings.sandboxed:
+            network = OwnNetwork(address=address, ports=ports)
+            return self._app(service, network, port=port, env=env, after=after)
         sandbox = self._sandbox(service, address=address, ports=ports)
         self.sandboxes[service] = sandbox
         return self._app(service, sandbox, port=port, env=env, after=after)
@@ -471,7 +483,7 @@ class ServicePair(pulumi.ComponentResource):
     def _app(
         self,
         service: str,
-        sandbox: docker.Container,
+        sandbox: docker.Container | OwnNetwork,
         *,
         port: int,
         env: Mapping[str, str],
@@ -484,9 +496,13 @@ class ServicePair(pulumi.ComponentResource):
 
         Create-first needs a new name for every replacement: the name ends in a digest of all
         the container is made of (image ID, sandbox ID, and every setting below), so it changes
-        exactly when the container is replaced and a no-change `pulumi up` stays empty."""
+        exactly when the container is replaced and a no-change `pulumi up` stays empty.
+
+        Without a sandbox (OwnNetwork) the app takes the address and the published port itself:
+        the service's fixed name, replaced delete-first, no role label."""
         settings = self._settings
         image = self.images[service]
+        own = isinstance(sandbox, OwnNetwork)
         # Everything the app is made of besides its image and sandbox, as plain values; each is
         # passed to the container below and enters the name's digest.
         spec: dict[str, Any] = {
@@ -501,16 +517,33 @@ class ServicePair(pulumi.ComponentResource):
             "max_retry_count": self._max_retry_count(),
             "grace": DESTROY_GRACE_SECONDS,
             "log_opts": dict(LOG_OPTS),
-            "labels": self._labels(service, "app"),
+            "labels": self._labels(service, None if own else "app"),
         }
-        name = pulumi.Output.all(image.image_id, sandbox.id).apply(
-            lambda ids: f"{settings.container_name(service)}-{_digest([*ids, spec])}"
-        )
+        network: dict[str, Any]
+        if isinstance(sandbox, OwnNetwork):
+            resource = f"{self._name}-{service}"
+            network = {
+                "name": settings.container_name(service),
+                "hostname": settings.container_name(service),
+                "networks_advanced": [
+                    docker.ContainerNetworksAdvancedArgs(
+                        name=self.network.name, ipv4_address=sandbox.address
+                    )
+                ],
+                "ports": list(sandbox.ports) if sandbox.ports is not None else None,
+            }
+        else:
+            resource = f"{self._name}-{service}-app"
+            network = {
+                "name": pulumi.Output.all(image.image_id, sandbox.id).apply(
+                    lambda ids: f"{settings.container_name(service)}-{_digest([*ids, spec])}"
+                ),
+                "network_mode": sandbox.id.apply(lambda sandbox_id: f"container:{sandbox_id}"),
+            }
         return docker.Container(
-            f"{self._name}-{service}-app",
-            name=name,
+            resource,
             image=image.image_id,
-            network_mode=sandbox.id.apply(lambda sandbox_id: f"container:{sandbox_id}"),
+            **network,
             envs=spec["envs"],
             user=spec["user"],
             read_only=True,
@@ -530,7 +563,8 @@ class ServicePair(pulumi.ComponentResource):
             # No healthcheck here: the image's HEALTHCHECK (services/Dockerfile) is the one
             # probe, and `wait` holds `pulumi up` until it reports healthy.
             wait=True,
-            wait_timeout=WAIT_TIMEOUT_SECONDS,
+            # `pulumi up` fails if it is not healthy by then (c2c:healthyWithinSeconds).
+            wait_timeout=settings.healthy_within_seconds,
             must_run=True,
             destroy_grace_seconds=spec["grace"],
             log_driver="json-file",
@@ -541,9 +575,10 @@ class ServicePair(pulumi.ComponentResource):
             ],
             opts=self._on(
                 settings.host_of(service),
-                depends_on=[image, *after],
-                # Explicit: the provider asks for delete-first for every container.
-                delete_before_replace=False,
+                depends_on=[image, *after, *([self.network] if own else [])],
+                # Explicit: the provider asks for delete-first for every container. A fixed
+                # name and address (no sandbox) leave no other way.
+                delete_before_replace=own,
             ),
         )
 

@@ -186,6 +186,7 @@ class StackSettings(BaseModel):
     nproc_limit: Annotated[int, _integer(32, 65_536)]
     restart_policy: Annotated[RestartPolicy, _from_text(_restart_policy)]
     restart_max_retries: Annotated[int, _integer(0, 100)]
+    healthy_within_seconds: Annotated[int, _integer(10, 3600)]
     hosts: Annotated[dict[str, DockerHost], BeforeValidator(parse_hosts)]
     internal_host: HostReference = _UNSET
     external_host: HostReference = _UNSET
@@ -320,6 +321,16 @@ class StackSettings(BaseModel):
     def network_driver(self) -> str:
         return "overlay" if self.multi_host else "bridge"
 
+    @property
+    def sandboxed(self) -> bool:
+        """Does each service run as a sandbox and an app container (docs/zero-downtime.md)?
+        Not on an overlay: an engine that starts again restores a container with a Swarm
+        endpoint (the sandbox) only once it is back in the cluster, but one that joins another's
+        namespace (the app) at once, and that start fails and is never retried. So there each
+        service is one container that owns its address, restored by its restart policy when the
+        node rejoins (docs/multihost.md)."""
+        return not self.multi_host
+
     def host_of(self, service: str) -> DockerHost:
         """The host that runs `service` (the default engine's when c2c:hosts is empty)."""
         name = self.internal_host if service == "internal" else self.external_host
@@ -349,7 +360,8 @@ class StackSettings(BaseModel):
         return f"{self.prefix}-net"
 
     def container_name(self, service: str) -> str:
-        """The service's name: its sandbox's hostname, the prefix of its app containers' names."""
+        """The service's name: its sandbox's hostname, the prefix of its app containers' names;
+        the name of its one container where there are no sandboxes."""
         return f"{self.prefix}-{service}"
 
     def sandbox_name(self, service: str) -> str:

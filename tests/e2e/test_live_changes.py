@@ -25,7 +25,6 @@ from pathlib import Path
 import docker
 import pytest
 
-from c2c_infra.component import WAIT_TIMEOUT_SECONDS
 from lab import run_in_netns
 from lab.stacks import NO_DOCKER_OBJECTS, Project, Stack, timed
 from tests.e2e import harness
@@ -62,7 +61,10 @@ FAILING_CONFIG = {
     "internalIp": "10.82.0.20",
     "externalIp": "10.82.0.30",
     "hostPort": "18096",
+    # Short, so the never-healthy test below waits 30 s, not the default 90 s.
+    "healthyWithinSeconds": "30",
 }
+HEALTHY_WITHIN_SECONDS = int(FAILING_CONFIG["healthyWithinSeconds"])
 # A failure Docker reports at once (port, subnet) must stop `pulumi up` within this: the images'
 # builds (cached layers) and internal's wait for healthy (first check 5 s after start) come first.
 PROMPT_FAILURE_WITHIN = 60.0
@@ -248,7 +250,9 @@ def test_never_healthy_image_fails_up_after_the_wait_timeout(failing_stack: Stac
     probe.write_text(original.replace(PROBE_REQUEST, PROBE_REQUEST.replace("/healthz", "/nope")))
     try:
         with timed(f"{failing_stack.name}: never healthy"):
-            output, seconds = _failed_up(failing_stack, WAIT_TIMEOUT_SECONDS + NEVER_HEALTHY_MARGIN)
+            output, seconds = _failed_up(
+                failing_stack, HEALTHY_WITHIN_SECONDS + NEVER_HEALTHY_MARGIN
+            )
     finally:
         probe.write_text(original)  # the session's other stacks build from this copy too
     # The provider's words, on internal's app container (created first; external waits for
@@ -256,7 +260,7 @@ def test_never_healthy_image_fails_up_after_the_wait_timeout(failing_stack: Stac
     assert "container failed to be in healthy state" in output, output
     assert "c2c-internal-app" in output, output
     # It waited the whole timeout: no early give-up while the container was still starting.
-    assert seconds >= WAIT_TIMEOUT_SECONDS
+    assert seconds >= HEALTHY_WITHIN_SECONDS
     harness.record_measurements(
         f"docker_failures_{failing_stack.engine.kind}", {"never_healthy_fail_s": round(seconds, 1)}
     )

@@ -83,9 +83,9 @@ def _trace(stack: Stack, *extra: str) -> subprocess.CompletedProcess[str]:
         )
 
 
-def _sandbox(engine: docker.DockerClient, stack: Stack, service: str) -> Any:
-    """The service's sandbox: the container that holds its addresses and namespace."""
-    return stack.container(service, "sandbox", engine)
+def _container(engine: docker.DockerClient, stack: Stack, service: str) -> Any:
+    """The service's one container (no sandboxes on an overlay): its addresses, its namespace."""
+    return stack.container(service, None, engine)
 
 
 def _overlay_netns(container: Any, network_id: str) -> Path:
@@ -152,7 +152,7 @@ def test_the_request_went_to_external_hosts_address_through_gwbridge(
     assert (data["request"]["status"], data["request"]["path_kind"]) == (200, "dnat")
     # The DNAT rule leads to external's docker_gwbridge address, not its overlay IP.
     engine = multihost_engines[EXTERNAL_HOST]
-    external = _sandbox(engine, deployed, "external")
+    external = _container(engine, deployed, "external")
     gwbridge = engine.networks.get("docker_gwbridge").attrs["Containers"][external.id]
     gw_ip = gwbridge["IPv4Address"].split("/")[0]
     assert data["overlay"]["published_via"] == gw_ip != out["externalIp"]
@@ -165,16 +165,8 @@ def test_the_request_went_to_external_hosts_address_through_gwbridge(
     hosts = {h["name"]: h for h in data["hosts"]}
     assert hosts[EXTERNAL_HOST]["services"] == ["external"]
     assert hosts[INTERNAL_HOST]["services"] == ["internal"]
-    # Each service's namespace: its sandbox, its one app, the app's workers listening in it.
-    spaces = {n["service"]: n for n in data["namespaces"]}
-    settings = deployed.settings()
-    for host, service in ((EXTERNAL_HOST, "external"), (INTERNAL_HOST, "internal")):
-        app = deployed.container(service, "app", multihost_engines[host])
-        space = spaces[service]
-        port = int(settings[f"{service}Port"])
-        assert (space["host"], space["sandbox"]) == (host, deployed.sandbox_name(service))
-        assert [(a["name"], a["running"]) for a in space["apps"]] == [(app.name, True)]
-        assert {x["container"] for x in space["listeners"] if x["port"] == port} == {app.name}
+    # No sandboxes on the overlay: each service is one container, so no shared namespace.
+    assert data.get("namespaces", []) == []
 
 
 def test_vni_and_mtu_are_the_overlay_namespaces(
@@ -187,7 +179,7 @@ def test_vni_and_mtu_are_the_overlay_namespaces(
     views = {v["host"]: v for v in overlay["hosts"]}
     assert set(views) == {EXTERNAL_HOST, INTERNAL_HOST}
     for name, service in ((EXTERNAL_HOST, "external"), (INTERNAL_HOST, "internal")):
-        container = _sandbox(multihost_engines[name], deployed, service)
+        container = _container(multihost_engines[name], deployed, service)
         netns = _overlay_netns(container, overlay["network_id"])
         (link,) = _in_netns(
             netns, "ip", "-j", "-d", "link", "show", "dev", views[name]["vxlan"]["name"]
@@ -208,7 +200,7 @@ def test_the_fdb_entry_for_internals_mac_names_host_b(
 ) -> None:
     data, _ = traced
     mb = multihost_hosts[INTERNAL_HOST]
-    internal = _sandbox(multihost_engines[INTERNAL_HOST], deployed, "internal")
+    internal = _container(multihost_engines[INTERNAL_HOST], deployed, "internal")
     mac = internal.attrs["NetworkSettings"]["Networks"][deployed.outputs["networkName"]][
         "MacAddress"
     ].lower()
@@ -216,7 +208,7 @@ def test_the_fdb_entry_for_internals_mac_names_host_b(
     assert (forward["host"], forward["mac"]) == (EXTERNAL_HOST, mac)
     assert (forward["vtep"], forward["vtep_host"]) == (str(mb.address), INTERNAL_HOST)
     # The same entry, read here from host a's overlay namespace.
-    external = _sandbox(multihost_engines[EXTERNAL_HOST], deployed, "external")
+    external = _container(multihost_engines[EXTERNAL_HOST], deployed, "external")
     netns = _overlay_netns(external, data["overlay"]["network_id"])
     fdb = _in_netns(netns, "bridge", "-j", "fdb", "show", "dev", "vxlan0")
     assert {e.get("dst") for e in fdb if e["mac"] == mac and e.get("dst")} == {str(mb.address)}

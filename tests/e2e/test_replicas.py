@@ -177,9 +177,9 @@ def test_each_replica_is_hardened(deployed: Stack, engines: dict[str, docker.Doc
 def test_the_service_name_resolves_to_every_replica(
     deployed: Stack, engines: dict[str, docker.DockerClient]
 ) -> None:
-    # Asked inside external's app container (where its server resolves the name; it shares
-    # its sandbox's namespace), from Docker's embedded DNS (127.0.0.11).
-    external = deployed.container("external", client=engines[EXTERNAL_HOST])
+    # Asked inside external's container (where its server resolves the name), from Docker's
+    # embedded DNS (127.0.0.11).
+    external = deployed.container("external", None, engines[EXTERNAL_HOST])
     lookup = (
         "import socket; print(' '.join(sorted({a[4][0] for a in socket.getaddrinfo("
         f"{deployed.outputs['internalService']!r}, 80, socket.AF_INET, socket.SOCK_STREAM)}})))"

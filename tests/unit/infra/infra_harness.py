@@ -182,6 +182,12 @@ class Run:
         """`service`'s app container: gunicorn, in the sandbox's network namespace."""
         return self.only_named(CONTAINER, f"c2c-{service}-app")
 
+    def single(self, service: str) -> Registration:
+        """`service`'s one container where there are no sandboxes (an overlay)."""
+        (entry,) = [e for e in self.of_type(CONTAINER) if e.name == f"c2c-{service}"]
+        assert "networkMode" not in entry.inputs, entry.inputs
+        return entry
+
     def only_named(self, type_: str, logical_name: str) -> Registration:
         (entry,) = [e for e in self.of_type(type_) if e.name == logical_name]
         return entry

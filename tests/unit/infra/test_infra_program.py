@@ -534,16 +534,27 @@ def test_one_provider_per_host_each_a_child_of_the_pair(across: Run) -> None:
 def test_each_image_and_container_lives_on_the_host_that_runs_it(across: Run) -> None:
     for service, host in (("internal", "b"), ("external", "a")):
         assert host_of(across, across.image(service)) == host
-        assert host_of(across, across.sandbox(service)) == host
-        assert host_of(across, across.app(service)) == host
-    # The base image of the sandboxes, found on each host that has one.
-    bases = {entry.name: host_of(across, entry) for entry in across.of_type(REMOTE_IMAGE)}
-    assert {name: host for name, host in bases.items() if "base" in name} == {
-        "c2c-base-image": "a",  # the network's host
-        "c2c-base-image-on-b": "b",
-    }
-    base_b = across.only_named(REMOTE_IMAGE, "c2c-base-image-on-b")
-    assert across.sandbox("internal").inputs["image"] == fake_image_id(base_b.inputs["name"])
+        assert host_of(across, across.single(service)) == host
+
+
+def test_on_an_overlay_each_service_is_one_container_that_owns_its_address(across: Run) -> None:
+    # No sandboxes there (StackSettings.sandboxed): no app joins another's namespace, and no
+    # base image is needed for a sandbox.
+    assert sorted(c.name for c in across.of_type(CONTAINER)) == ["c2c-external", "c2c-internal"]
+    assert not [image for image in across.of_type(REMOTE_IMAGE) if "base" in image.name]
+    for service in ("internal", "external"):
+        container = across.single(service)
+        assert (
+            container.inputs["name"] == container.inputs["hostname"] == f"c2c-multihost-{service}"
+        )
+        assert "networkMode" not in container.inputs
+        assert "c2c.role" not in labels_of(container)
+        assert container.inputs["restart"] == "unless-stopped"
+        # A fixed name and address: replaced delete-first.
+        assert container.delete_before_replace is True
+    (port,) = across.single("external").inputs["ports"]
+    assert port["external"] == 8090
+    assert "ports" not in across.single("internal").inputs
 
 
 def test_services_on_two_hosts_share_an_attachable_overlay_made_by_the_manager(
@@ -557,11 +568,11 @@ def test_services_on_two_hosts_share_an_attachable_overlay_made_by_the_manager(
         {"subnet": "172.13.0.0/16", "gateway": "172.13.0.1", "ipRange": "172.13.128.0/17"}
     ]
     for service, address in (("internal", "172.13.0.2"), ("external", "172.13.0.3")):
-        sandbox = across.sandbox(service)
-        assert sandbox.inputs["networksAdvanced"] == [
+        container = across.single(service)
+        assert container.inputs["networksAdvanced"] == [
             {"name": "c2c-multihost-net", "ipv4Address": address}
         ]
-        assert network.urn in sandbox.dependencies
+        assert network.urn in container.dependencies
 
 
 def test_a_named_swarm_manager_creates_the_overlay(

@@ -111,12 +111,12 @@ def test_with_one_replica_nothing_of_swarm_is_declared(
 ) -> None:
     run = on_hosts(defaults, internal="b", external="a")
     assert run.of_type(SERVICE) == []
-    # Each service's image, and the base image of the sandboxes on each of the two hosts.
-    assert len(run.of_type(REMOTE_IMAGE)) == 4
-    assert run.sandbox("internal").inputs["networksAdvanced"] == [
+    # Each service's image (no sandboxes on an overlay, so no base image).
+    assert len(run.of_type(REMOTE_IMAGE)) == 2
+    assert run.single("internal").inputs["networksAdvanced"] == [
         {"name": "c2c-multihost-net", "ipv4Address": "172.13.0.2"}
     ]
-    assert "UPSTREAM_MAX_REQUESTS_PER_CONNECTION" not in env_of(run.app("external"))
+    assert "UPSTREAM_MAX_REQUESTS_PER_CONNECTION" not in env_of(run.single("external"))
     assert set(run.outputs) == ONE_CONTAINER_OUTPUTS
 
 
@@ -140,11 +140,8 @@ def test_with_one_replica_the_new_keys_change_no_input(
 
 
 def test_internal_is_a_service_through_the_manager_not_a_container(replicated: Run) -> None:
-    # External's sandbox and app only.
-    assert sorted(c.name for c in replicated.of_type(CONTAINER)) == [
-        "c2c-external",
-        "c2c-external-app",
-    ]
+    # External's one container only.
+    assert [c.name for c in replicated.of_type(CONTAINER)] == ["c2c-external"]
     service = the_service(replicated)
     assert host_of(replicated, service) == "a"  # the Swarm manager (externalHost here)
     assert service.inputs["name"] == "c2c-multihost-internal"
@@ -231,7 +228,7 @@ def test_the_restart_policy_maps_to_swarm_s(
 
 
 def test_external_calls_the_service_name_and_spreads_its_connections(replicated: Run) -> None:
-    external = replicated.app("external")
+    external = replicated.single("external")
     env = env_of(external)
     assert env["INTERNAL_URL"] == "http://c2c-multihost-internal:8080"
     assert env["UPSTREAM_MAX_REQUESTS_PER_CONNECTION"] == "4"
