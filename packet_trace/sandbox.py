@@ -4,8 +4,8 @@ Since the zero-downtime design (docs/zero-downtime.md) each service is a sandbox
 (labelled c2c.role=sandbox: the IP, the MAC, the published port, the namespace's sysctl) and one
 app container (c2c.role=app, NetworkMode container:<sandbox>), two during a redeploy. The network
 facts are the sandbox's, the app facts (its env, whether it runs, its processes) the apps'. A
-container without c2c.role (a stack deployed before the sandbox, a Swarm task of a replicated
-internal) is both at once.
+container without c2c.role (a service on an overlay across hosts, a stack deployed before the
+sandbox, a Swarm task of a replicated internal) is both at once.
 """
 
 from __future__ import annotations
