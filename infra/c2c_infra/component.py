@@ -166,9 +166,8 @@ class ServicePair(pulumi.ComponentResource):
             opts=self._on(settings.network_host, delete_before_replace=True),
         )
 
-        # Filled as the services are declared: base image per host, sandbox per service.
+        # Filled as the sandboxes are declared: the base image they run, per host.
         self.base_images: dict[str, docker.RemoteImage] = {}
-        self.sandboxes: dict[str, docker.Container] = {}
         self.images = {
             service: self._image(service, args.services_dir, settings.host_of(service))
             for service in SERVICES
@@ -420,7 +419,6 @@ class ServicePair(pulumi.ComponentResource):
             network = OwnNetwork(address=address, ports=ports)
             return self._app(service, network, port=port, env=env, after=after)
         sandbox = self._sandbox(service, address=address, ports=ports)
-        self.sandboxes[service] = sandbox
         return self._app(service, sandbox, port=port, env=env, after=after)
 
     def _sandbox(
@@ -483,7 +481,7 @@ class ServicePair(pulumi.ComponentResource):
     def _app(
         self,
         service: str,
-        sandbox: docker.Container | OwnNetwork,
+        holder: docker.Container | OwnNetwork,
         *,
         port: int,
         env: Mapping[str, str],
@@ -498,11 +496,12 @@ class ServicePair(pulumi.ComponentResource):
         the container is made of (image ID, sandbox ID, and every setting below), so it changes
         exactly when the container is replaced and a no-change `pulumi up` stays empty.
 
-        Without a sandbox (OwnNetwork) the app takes the address and the published port itself:
-        the service's fixed name, replaced delete-first, no role label."""
+        holder: what holds the service's address: its sandbox or, without one (OwnNetwork), the
+        app itself, which then takes the address, the published port and the service's fixed
+        name, is replaced delete-first and has no role label."""
         settings = self._settings
         image = self.images[service]
-        own = isinstance(sandbox, OwnNetwork)
+        own = isinstance(holder, OwnNetwork)
         # Everything the app is made of besides its image and sandbox, as plain values; each is
         # passed to the container below and enters the name's digest.
         spec: dict[str, Any] = {
@@ -520,25 +519,25 @@ class ServicePair(pulumi.ComponentResource):
             "labels": self._labels(service, None if own else "app"),
         }
         network: dict[str, Any]
-        if isinstance(sandbox, OwnNetwork):
+        if isinstance(holder, OwnNetwork):
             resource = f"{self._name}-{service}"
             network = {
                 "name": settings.container_name(service),
                 "hostname": settings.container_name(service),
                 "networks_advanced": [
                     docker.ContainerNetworksAdvancedArgs(
-                        name=self.network.name, ipv4_address=sandbox.address
+                        name=self.network.name, ipv4_address=holder.address
                     )
                 ],
-                "ports": list(sandbox.ports) if sandbox.ports is not None else None,
+                "ports": list(holder.ports) if holder.ports is not None else None,
             }
         else:
             resource = f"{self._name}-{service}-app"
             network = {
-                "name": pulumi.Output.all(image.image_id, sandbox.id).apply(
+                "name": pulumi.Output.all(image.image_id, holder.id).apply(
                     lambda ids: f"{settings.container_name(service)}-{_digest([*ids, spec])}"
                 ),
-                "network_mode": sandbox.id.apply(lambda sandbox_id: f"container:{sandbox_id}"),
+                "network_mode": holder.id.apply(lambda sandbox_id: f"container:{sandbox_id}"),
             }
         return docker.Container(
             resource,
