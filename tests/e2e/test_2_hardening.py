@@ -75,21 +75,28 @@ def inspected(
     return attrs
 
 
+def _probe(container: Any, label: str, *, root_write_must_exit_0: bool) -> dict[str, Any]:
+    """PROBE's answer in `container` (as its user), with ROOT_WRITE_PROBE's lines as uid 0
+    under "root_user_writes"."""
+    code, output = container.exec_run(["python3", "-c", PROBE])
+    assert code == 0, output.decode(errors="replace")
+    result: dict[str, Any] = json.loads(output.decode())
+    code, output = container.exec_run(["python3", "-c", ROOT_WRITE_PROBE], user="0")
+    result["root_user_writes"] = output.decode(errors="replace").split("\n")
+    if root_write_must_exit_0:
+        assert code == 0, output.decode(errors="replace")
+    print(f"{label}: {result}")
+    return result
+
+
 @pytest.fixture(scope="module")
 def probed(
     deployed_stack: Stack, inspected: dict[str, dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
-    results = {}
-    for service in SERVICES:
-        container = deployed_stack.container(service)
-        code, output = container.exec_run(["python3", "-c", PROBE])
-        assert code == 0, output.decode(errors="replace")
-        results[service] = json.loads(output.decode())
-        code, output = container.exec_run(["python3", "-c", ROOT_WRITE_PROBE], user="0")
-        results[service]["root_user_writes"] = output.decode(errors="replace").split("\n")
-        assert code == 0, output.decode(errors="replace")
-        print(f"{service}: {results[service]}")
-    return results
+    return {
+        service: _probe(deployed_stack.container(service), service, root_write_must_exit_0=True)
+        for service in SERVICES
+    }
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -220,17 +227,13 @@ def sandboxes(deployed_stack: Stack) -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def sandboxes_probed(deployed_stack: Stack) -> dict[str, dict[str, Any]]:
     """PROBE and ROOT_WRITE_PROBE run in each sandbox (the base image has python3)."""
-    results = {}
-    for service in SERVICES:
-        sandbox = deployed_stack.sandbox(service)
-        code, output = sandbox.exec_run(["python3", "-c", PROBE])
-        assert code == 0, output.decode(errors="replace")
-        results[service] = json.loads(output.decode())
-        # The base image has no /app: only the root filesystem's answer counts here.
-        _, output = sandbox.exec_run(["python3", "-c", ROOT_WRITE_PROBE], user="0")
-        results[service]["root_user_writes"] = output.decode(errors="replace").split("\n")
-        print(f"{service} sandbox: {results[service]}")
-    return results
+    # The base image has no /app: only the root filesystem's answer counts there.
+    return {
+        service: _probe(
+            deployed_stack.sandbox(service), f"{service} sandbox", root_write_must_exit_0=False
+        )
+        for service in SERVICES
+    }
 
 
 def test_apps_have_no_network_of_their_own(
