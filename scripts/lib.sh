@@ -81,6 +81,7 @@ c2c_cache_dir() {
 # Take an exclusive flock on file $1, held until the calling script exits. Waits at most
 # $2 seconds (default 900) so a stuck peer produces an error instead of a silent hang.
 C2C_LOCK_FDS=()
+declare -A C2C_LOCK_FD_OF=()
 c2c_lock() {
     local file=$1 wait=${2:-900} fd
     if ! mkdir -p "$(dirname "$file")" 2>/dev/null || ! touch "$file" 2>/dev/null; then
@@ -88,10 +89,24 @@ c2c_lock() {
     fi
     exec {fd}>>"$file"
     C2C_LOCK_FDS+=("$fd")
+    C2C_LOCK_FD_OF[$file]=$fd
     if ! flock -n "$fd"; then
         c2c_log "waiting for lock $file (another run holds it)"
         flock -w "$wait" "$fd" || c2c_die "timed out after ${wait}s waiting for lock $file"
     fi
+}
+
+# Release the lock c2c_lock took on file $1 before the script ends (a no-op if none is held).
+c2c_unlock() {
+    local fd=${C2C_LOCK_FD_OF[$1]:-}
+    [[ -n $fd ]] || return 0
+    unset "C2C_LOCK_FD_OF[$1]"
+    eval "exec $fd>&-"
+    local kept=() held
+    for held in "${C2C_LOCK_FDS[@]}"; do
+        [[ $held == "$fd" ]] || kept+=("$held")
+    done
+    C2C_LOCK_FDS=("${kept[@]}")
 }
 
 # Close the lock fds in the current (sub)shell. Call in a subshell before starting a
@@ -116,11 +131,14 @@ c2c_is_debian() { [[ -r /etc/debian_version ]] && command -v apt-get >/dev/null 
 # services are kept from auto-starting during the install (we start dockerd ourselves, with
 # our own log and pidfile).
 C2C_APT_UPDATED=
+C2C_APT_LOCK=/var/lock/c2c-apt.lock
 c2c_apt_install() {
     c2c_is_root || c2c_die "need root to apt-get install: $*"
     c2c_is_debian || c2c_die "not a Debian system (no apt-get); install manually: $*"
-    # Same lock file as scripts/host-packages.sh, so the two never run apt at once.
-    c2c_lock /var/lock/c2c-apt.lock 1200
+    # Same lock file as scripts/host-packages.sh, so the two never run apt at once; released
+    # when the install is done, not when the script ends (the engine's build goes on for
+    # minutes after its packages, and the Docker install waits for this lock).
+    c2c_lock "$C2C_APT_LOCK" 1200
     local t0=$EPOCHREALTIME policy=/usr/sbin/policy-rc.d added_policy=
     export DEBIAN_FRONTEND=noninteractive
     if [[ -z $C2C_APT_UPDATED ]]; then
@@ -141,6 +159,7 @@ c2c_apt_install() {
     if [[ -n $added_policy ]]; then
         rm -f "$policy"
     fi
+    c2c_unlock "$C2C_APT_LOCK"
     ((rc == 0)) || c2c_die "apt-get install $* failed (exit $rc)"
     hash -r
     c2c_log "installed $* in $(c2c_since "$t0")s"

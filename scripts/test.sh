@@ -13,30 +13,34 @@ source "$scripts/lib.sh"
 
 prepare_e2e() {
     c2c_timed host-packages "$scripts/host-packages.sh" || return 1
-    # The second engine the e2e suite runs on: the current Docker engine, built from pinned Go
-    # modules on first use (minutes), then cached per user. Its build (CPU) runs beside the
-    # steps below (disk, network, the toolchain's module downloads): minutes saved when cold.
-    local engine_t0=$EPOCHREALTIME engine_build rc=0
+    # The two Go builds (the current Docker engine, the Pulumi toolchain: minutes each when
+    # cold, then cached per user) start first and run beside the steps below, which wait on
+    # the disk and the network rather than the CPU.
+    local builds=() labels=() t0=$EPOCHREALTIME rc=0 i
     "$scripts/docker-engine.sh" >/dev/null &
-    engine_build=$!
+    builds+=($!) labels+=(current-docker-engine)
+    "$scripts/toolchain.sh" >/dev/null &
+    builds+=($!) labels+=(toolchain-build)
     prepare_rest || rc=1
-    if wait "$engine_build"; then
-        c2c_log "current-docker-engine (beside the steps above): $(c2c_since "$engine_t0")s"
-    else
-        rc=1
-    fi
-    return "$rc"
+    for i in "${!builds[@]}"; do
+        if wait "${builds[$i]}"; then
+            c2c_log "${labels[$i]} (beside the steps above): $(c2c_since "$t0")s"
+        else
+            rc=1
+        fi
+    done
+    ((rc == 0)) || return 1
+    # The same PATH and PULUMI_HOME as `make up` (pulumi-env.sh), with the toolchain built
+    # above; the e2e harness gives each run its own backend and passphrase.
+    # shellcheck source=scripts/pulumi-env.sh
+    c2c_timed toolchain source "$scripts/pulumi-env.sh"
 }
 
 prepare_rest() {
     c2c_timed host-docker "$scripts/ensure-docker.sh" || return 1
     # The project's own base (the default c2c:baseImage): every lab engine is loaded with it.
     c2c_timed base-image "$scripts/base-image.sh" >/dev/null || return 1
-    c2c_timed wheelhouse "$scripts/wheelhouse.sh" || return 1
-    # The same PATH and PULUMI_HOME as `make up` (pulumi-env.sh); the e2e harness gives each
-    # run its own backend and passphrase.
-    # shellcheck source=scripts/pulumi-env.sh
-    c2c_timed toolchain source "$scripts/pulumi-env.sh" || return 1
+    c2c_timed wheelhouse "$scripts/wheelhouse.sh"
 }
 
 if prepare_e2e; then
