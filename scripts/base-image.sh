@@ -24,7 +24,7 @@ readonly VARIANT=minbase
 # images install from a local wheelhouse only.
 readonly PACKAGES=python3,python3-venv
 # Bump when the trim or import recipe changes, so caches keyed on it are rebuilt.
-readonly RECIPE_VERSION=1
+readonly RECIPE_VERSION=2
 readonly ENV_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 APT_ETC=${C2C_APT_ETC:-/etc/apt} # overridable for tests
 
@@ -132,8 +132,10 @@ remove_rootfs() {
     rm -rf --one-file-system "$dir"
 }
 
-# Delete what a container never needs: package indexes, caches, docs, man pages, locales,
-# and bytecode that Python regenerates on demand.
+# Delete what a container never needs: package indexes, caches, docs, man pages, locales.
+# Python's bytecode stays: containers run with a read-only root filesystem, where Python cannot
+# write it back, so without it every start (and every health probe, a new interpreter each
+# time) compiled its standard library modules again: ~0.3 s of CPU per probe instead of ~0.03 s.
 trim_rootfs() {
     local r=$1
     rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/* "$r"/var/cache/debconf/*-old \
@@ -142,7 +144,6 @@ trim_rootfs() {
         "$r"/var/log/* "$r"/tmp/* "$r"/var/tmp/* "$r"/debootstrap
     find "$r"/usr/share/locale -mindepth 1 -maxdepth 1 ! -name 'locale.alias' \
         -exec rm -rf {} + 2>/dev/null || true
-    find "$r"/usr -depth -type d -name __pycache__ -exec rm -rf {} +
     # Docker supplies these per container.
     : >"$r"/etc/hostname
     rm -f "$r"/etc/resolv.conf

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from c2c_http.log import LOGGING
+from c2c_http.log import LOGGING, NoAccessLogger
 from c2c_http.settings import service_settings
 
 _package, _settings = service_settings()
@@ -34,6 +34,7 @@ keepalive = 5
 worker_tmp_dir = "/dev/shm"  # noqa: S108 - gunicorn's own heartbeat files, per worker
 control_socket_disable = True  # it would be created under $HOME, read-only too
 accesslog = None  # the app logs each request itself
+logger_class = NoAccessLogger
 logconfig_dict = LOGGING
 timeout = 30
 graceful_timeout = 5  # docker stop waits 10 s before SIGKILL

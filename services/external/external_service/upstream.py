@@ -14,6 +14,7 @@ replicas instead of each worker staying pinned to the one it met first.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from types import TracebackType
@@ -161,6 +162,14 @@ class Upstream:
         timeout = (settings.connect_timeout, settings.read_timeout)
         return cls(build_session(settings), settings.internal_url, timeout)
 
+    @functools.cached_property
+    def _identity_request(self) -> requests.PreparedRequest:
+        return self._prepare("/")
+
+    @functools.cached_property
+    def _healthz_request(self) -> requests.PreparedRequest:
+        return self._prepare("/healthz")
+
     def identity(self) -> tuple[dict[str, Any], float]:
         """Internal's answer to ``GET /`` and how long it took in milliseconds.
 
@@ -168,9 +177,7 @@ class Upstream:
         error handlers turn them into 502 or 504.
         """
         started = time.perf_counter()
-        response = self.session.get(
-            f"{self.base_url}/", timeout=self.timeout, allow_redirects=False
-        )
+        response = self._send(self._identity_request)
         elapsed_ms = (time.perf_counter() - started) * 1000
         if response.status_code != 200:
             raise UpstreamAnswerError(f"internal answered HTTP {response.status_code}")
@@ -185,9 +192,17 @@ class Upstream:
     def ready(self) -> bool:
         """Whether internal answers its /healthz with 200 right now."""
         try:
-            response = self.session.get(
-                f"{self.base_url}/healthz", timeout=self.timeout, allow_redirects=False
-            )
+            response = self._send(self._healthz_request)
         except requests.RequestException:
             return False
         return response.status_code == 200
+
+    def _prepare(self, path: str) -> requests.PreparedRequest:
+        # Prepared once: the same GET every time, and preparing it (URL parsing, merging the
+        # session's headers and settings) cost about a third of requests' own time per call.
+        return self.session.prepare_request(requests.Request("GET", f"{self.base_url}{path}"))
+
+    def _send(self, prepared: requests.PreparedRequest) -> requests.Response:
+        # A copy per call (microseconds): the response refers to its request, and threads share
+        # the prepared one.
+        return self.session.send(prepared.copy(), timeout=self.timeout, allow_redirects=False)

@@ -143,7 +143,8 @@ def test_app_hardening(dev: Run, service: str, port: int) -> None:
     assert inputs["logDriver"] == "json-file"
     assert inputs["logOpts"] == {"max-size": "10m", "max-file": "3"}
     assert "privileged" not in inputs
-    # The image's HEALTHCHECK is the one probe (see the next test); it reads PORT.
+    # The image's HEALTHCHECK is the one probe (tests/unit/services/test_service_dockerfile.py);
+    # it reads PORT.
     assert "healthcheck" not in inputs
     assert env_of(dev.app(service))["PORT"] == str(port)
 
@@ -172,19 +173,6 @@ def test_sandbox_hardening_and_its_one_sysctl(dev: Run, service: str) -> None:
 def test_the_sandboxes_run_the_base_image_found_locally_and_kept(dev: Run) -> None:
     base = dev.only_named(REMOTE_IMAGE, "c2c-base-image")
     assert base.inputs == {"name": "c2c-base/python:3.11-bookworm", "keepLocally": True}
-
-
-def test_the_image_declares_the_healthcheck_the_containers_use() -> None:
-    # What `wait` waits for: the Dockerfile's probe of /healthz. Its timeout leaves the probe
-    # (c2c_http.probe, 2 s of asking) time to start on a busy machine.
-    dockerfile = (REPO_ROOT / "services" / "Dockerfile").read_text(encoding="utf-8")
-    (healthcheck,) = re.findall(r"^HEALTHCHECK (.*)$", dockerfile, re.MULTILINE)
-    assert healthcheck.split()[:4] == [
-        "--interval=5s",
-        "--timeout=5s",
-        "--start-period=15s",
-        "--retries=3",
-    ]
 
 
 def test_container_labels_name_project_stack_service_and_role(dev: Run) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from c2c_http.probe import PROBE_BUDGET
 from c2c_http.settings import service_settings
 
 SERVICES_DIR = Path(__file__).resolve().parents[3] / "services"
@@ -30,13 +31,19 @@ def test_the_services_are_internal_and_external() -> None:
 def test_the_image_leaves_the_port_to_the_service_settings() -> None:
     # gunicorn_conf binds, and the probe asks, the port the settings give (PORT overrides).
     assert not re.search(r"\bPORT\b|^EXPOSE", INSTRUCTIONS, re.M)
-    healthcheck = re.findall(r"^HEALTHCHECK (.*?)\n\s*CMD (.*)$", INSTRUCTIONS, re.M)
-    assert healthcheck == [
-        (
-            "--interval=5s --timeout=5s --start-period=15s --retries=3 \\",
-            '["python3", "-m", "c2c_http.probe"]',
-        )
-    ]
+    healthcheck = re.findall(r"^HEALTHCHECK .*?\n\s*CMD (.*)$", INSTRUCTIONS, re.M)
+    assert healthcheck == ['["python3", "-m", "c2c_http.probe"]']
+
+
+def test_the_healthcheck_gives_the_probe_its_whole_budget() -> None:
+    # Docker kills a probe at the HEALTHCHECK's timeout: it must outlast the probe's own budget,
+    # or a slow start would read as a killed probe instead of the probe's one-line reason.
+    flags = dict(re.findall(r"--([a-z-]+)=([0-9]+)s?\b", INSTRUCTIONS.split("HEALTHCHECK", 1)[1]))
+    assert set(flags) == {"interval", "timeout", "start-period", "retries"}
+    assert int(flags["timeout"]) > PROBE_BUDGET
+    # The first probe runs one interval after the start: a shorter start period than that
+    # would never forgive a probe.
+    assert int(flags["interval"]) <= int(flags["start-period"])
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -7,9 +7,12 @@ import sys
 from types import ModuleType
 
 import pytest
+from gunicorn.config import Config as GunicornConfig  # type: ignore[import-untyped]
+from gunicorn.glogging import Logger as GunicornLogger  # type: ignore[import-untyped]
 
 import external_service.settings as ext
 import internal_service.settings as int_
+from c2c_http.log import NoAccessLogger
 from c2c_http.settings import SettingsError
 
 URL = {"INTERNAL_URL": "http://172.13.0.2:8080"}
@@ -129,8 +132,24 @@ def test_gunicorn_config_follows_the_environment(
     assert (conf.workers, conf.threads) == (3, 5)
     assert conf.worker_tmp_dir == "/dev/shm"  # the root filesystem is read-only
     assert conf.accesslog is None  # the app writes the one access line itself
+    assert conf.logger_class is NoAccessLogger
     assert conf.wsgi_app == f"{service}.app:create_app()"
     assert conf.logconfig_dict["root"]["handlers"] == ["stdout"]  # one JSON stream
+
+
+def test_the_gunicorn_logger_formats_no_access_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With a logconfig_dict, gunicorn's own Logger takes the access log as on and formats its
+    # fields for each request; ours never looks at the request at all.
+    cfg = GunicornConfig()
+    cfg.set("logconfig_dict", {"version": 1})
+    logger = NoAccessLogger(cfg)
+    assert GunicornLogger(cfg).access_log_enabled  # the cost this logger avoids
+
+    def fail(*_: object) -> None:
+        raise AssertionError("access fields were formatted")
+
+    monkeypatch.setattr(logger, "atoms", fail)
+    logger.access(object(), object(), {}, 0.001)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-// Package shim re-exports the constructors of the upstream Terraform docker provider.
+// Package shim re-exports the constructors of the upstream Terraform docker provider, with one
+// change of ours (network.go).
 //
 // The upstream keeps them in an internal package. Go allows importing an internal package only
 // from below its parent path, so this tiny module lives at
@@ -12,9 +13,10 @@ import (
 	upstream "github.com/terraform-providers/terraform-provider-docker/internal/provider"
 )
 
-// NewSDKProvider returns the upstream SDKv2 half of the provider (most resources).
+// NewSDKProvider returns the upstream SDKv2 half of the provider (most resources), with
+// docker_network's delete replaced by one that does not sleep first (network.go).
 func NewSDKProvider(version string) *schema.Provider {
-	return upstream.New(version)()
+	return withPromptNetworkRemoval(upstream.New(version)())
 }
 
 // NewFrameworkProvider returns the upstream plugin-framework half of the provider.
