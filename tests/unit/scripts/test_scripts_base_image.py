@@ -211,14 +211,20 @@ def test_mirror_defaults_when_apt_names_none(tmp_path: Path) -> None:
     assert _mirror(tmp_path) == "http://deb.debian.org/debian"
 
 
-def test_trim_keeps_python_and_drops_docs_caches_and_bytecode(tmp_path: Path) -> None:
+def test_trim_keeps_python_and_its_bytecode_and_drops_docs_and_caches(tmp_path: Path) -> None:
     root = tmp_path / "rootfs"
-    keep = ["usr/bin/python3", "usr/lib/python3.11/os.py", "usr/share/locale/locale.alias"]
+    # The bytecode stays: a read-only root filesystem cannot take it back, and without it every
+    # interpreter (each health probe) compiles the standard library again.
+    keep = [
+        "usr/bin/python3",
+        "usr/lib/python3.11/os.py",
+        "usr/lib/python3.11/__pycache__/os.cpython-311.pyc",
+        "usr/share/locale/locale.alias",
+    ]
     drop = [
         "usr/share/doc/python3/copyright",
         "usr/share/man/man1/python3.1.gz",
         "usr/share/locale/de/LC_MESSAGES/apt.mo",
-        "usr/lib/python3.11/__pycache__/os.cpython-311.pyc",
         "var/lib/apt/lists/deb.debian.org_dists_bookworm_InRelease",
         "var/cache/apt/pkgcache.bin",
         "var/log/dpkg.log",
