@@ -177,9 +177,10 @@ def config(deployed_stack: Stack) -> dict[str, str]:
 # --- two hosts: a lab of two engines in one Swarm, and the stack across them ------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def multihost_lab(engine: Engine) -> Iterator[Lab]:
-    """Two lab hosts of the session's engine kind in one Swarm (manager ma, worker mb)."""
+    """Two lab hosts of the session's engine kind in one Swarm (manager ma, worker mb): one lab
+    per engine for the session (each up costs 10-20 s), brought up by multihost_hosts."""
     name, underlay = MULTIHOST_LABS[engine.kind]
     lab = Lab(
         name,
@@ -196,7 +197,9 @@ def multihost_lab(engine: Engine) -> Iterator[Lab]:
 
 @pytest.fixture(scope="module")
 def multihost_hosts(multihost_lab: Lab) -> dict[str, Host]:
-    with stacks.timed(f"lab {multihost_lab.name}: up from nothing"):
+    """The lab's hosts, up: created if missing (first use, or a test took the lab down),
+    reused as they are otherwise."""
+    with stacks.timed(f"lab {multihost_lab.name}: up"):
         found = multihost_lab.up()
     return {host.name: host for host in found}
 

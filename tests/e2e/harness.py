@@ -10,6 +10,8 @@ import ipaddress
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +24,7 @@ import docker
 import pytest
 
 from lab import Host, run_in_netns
-from lab.stacks import REPO_ROOT, Project, Stack
+from lab.stacks import REPO_ROOT, Project, Stack, timed
 
 IN_CI = os.environ.get("CI") == "true"
 MEASUREMENTS = REPO_ROOT / ".state" / "measurements.json"
@@ -185,3 +187,24 @@ def two_host_stack(
     finally:
         stack.destroy()
         stack.remove()
+
+
+TRACE_TIMEOUT_S = 120
+
+
+def trace_stack(stack: Stack, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`python -m packet_trace` on a lab stack, from the host namespace, as `make trace` runs it:
+    the stack file names the engines (DOCKER_HOST is left out)."""
+    stack_file = stack.workdir / f"Pulumi.{stack.name}.yaml"
+    argv = [sys.executable, "-m", "packet_trace", "--stack", stack.name]
+    env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
+    with timed(f"{stack.name}: trace across hosts {' '.join(extra)}".rstrip()):
+        return subprocess.run(
+            [*argv, "--stack-file", str(stack_file), *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TRACE_TIMEOUT_S,
+            cwd=REPO_ROOT,
+            check=False,
+        )

@@ -61,15 +61,16 @@ FAILING_CONFIG = {
     "internalIp": "10.82.0.20",
     "externalIp": "10.82.0.30",
     "hostPort": "18096",
-    # Short, so the never-healthy test below waits 30 s, not the default 90 s.
-    "healthyWithinSeconds": "30",
+    # Short, so the never-healthy test below waits 20 s, not the default 90 s (a healthy start
+    # takes 2-4 s: the first check runs 2 s after the start).
+    "healthyWithinSeconds": "20",
 }
 HEALTHY_WITHIN_SECONDS = int(FAILING_CONFIG["healthyWithinSeconds"])
 # A failure Docker reports at once (port, subnet) must stop `pulumi up` within this: the images'
-# builds (cached layers) and internal's wait for healthy (first check 5 s after start) come first.
+# builds (cached layers) and internal's wait for healthy (first check 2 s after start) come first.
 PROMPT_FAILURE_WITHIN = 60.0
 # An image that never turns healthy: `pulumi up` gives up after the provider's wait timeout,
-# plus the builds before it and one healthcheck round after (interval 5 s) on a busy machine.
+# plus the builds before it and the healthcheck rounds after it, on a busy machine.
 NEVER_HEALTHY_MARGIN = 45.0
 # The probe module every image runs as its HEALTHCHECK, and the request it makes.
 PROBE = Path("services") / "common" / "c2c_http" / "probe.py"

@@ -5,8 +5,14 @@ Runs as root (the lab makes namespaces, links and engines). The lab's name, host
 differ from `make lab`'s (lab, a/b, 198.18.0.0/24) and test_lab's, so they never meet. The
 overlay's subnet (the seed's 172.13.0.0/16) exists only inside the lab's namespaces: nothing
 here ever sends a packet to it from the host namespace (it would route off the machine); its
-unreachability is shown with routes and engine state instead. Tests run in file order on one
-deployment; the fixtures' finalizers destroy the stack and remove the lab whatever happens.
+unreachability is shown with routes and engine state instead.
+
+`make trace` across the hosts runs on the same deployment (`python -m packet_trace
+--stack-file <its stack file>`, from the host namespace; its one request goes to ma's underlay
+address), and each fact it reports is read again here, independently, from the engines and from
+the overlay's namespaces. Then the faults. Tests run in file order on one deployment; the
+fixtures' finalizers destroy the stack whatever happens. The lab is the session's, shared with
+test_replicas, whose last test takes it down.
 """
 
 from __future__ import annotations
@@ -15,14 +21,21 @@ import json
 import re
 import socket
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
 
-from lab import Host, Lab, system
+from lab import Host, Lab
 from lab.stacks import Engine, Stack, stack_filter, timed
-from tests.e2e.harness import EXTERNAL_HOST, INTERNAL_HOST, record_measurements
+from tests.e2e.harness import (
+    EXTERNAL_HOST,
+    INTERNAL_HOST,
+    record_measurements,
+    require_root,
+    trace_stack,
+)
 
 VXLAN_PORT = 4789
 # Marks the counting rules (no target: they only count) in each lab host's namespace.
@@ -54,6 +67,25 @@ def deployed(multihost_stack: Stack) -> Stack:
 @pytest.fixture(scope="module")
 def client(multihost_client: Engine) -> Engine:
     return multihost_client
+
+
+@pytest.fixture(autouse=True)
+def _root_only() -> None:
+    require_root("the lab and the trace need root")
+
+
+@pytest.fixture(scope="module")
+def traced(deployed: Stack, hosts: dict[str, Host]) -> tuple[dict[str, Any], dict[str, int]]:
+    """One trace run (--json), and how many VXLAN packets the counting rules saw on each host
+    while it ran."""
+    for host in hosts.values():
+        _add_vxlan_counters(host)
+    before = {name: sum(_vxlan_packets(host).values()) for name, host in hosts.items()}
+    proc = trace_stack(deployed, "--json")
+    moved = {name: sum(_vxlan_packets(h).values()) - before[name] for name, h in hosts.items()}
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data, moved
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -112,6 +144,31 @@ def _route_device(destination: str, host: Host | None = None) -> str | None:
         return None
     routes: list[dict[str, Any]] = json.loads(result.stdout)
     return str(routes[0].get("dev")) if routes else None
+
+
+def _container(engine: docker.DockerClient, stack: Stack, service: str) -> Any:
+    """The service's one container (no sandboxes on an overlay): its addresses, its namespace."""
+    return stack.container(service, None, engine)
+
+
+def _overlay_netns(container: Any, network_id: str) -> Path:
+    """The overlay's namespace file on the container's engine: beside the container's own
+    namespace, under the engine's exec root, named <n>-<network id prefix>."""
+    netns_dir = Path(container.attrs["NetworkSettings"]["SandboxKey"]).parent
+    (found,) = [
+        p
+        for p in netns_dir.iterdir()
+        if re.fullmatch(r"\d+-\w+", p.name) and network_id.startswith(p.name.split("-", 1)[1])
+    ]
+    return found
+
+
+def _in_netns(netns: Path, *argv: str) -> Any:
+    result = subprocess.run(
+        ["nsenter", f"--net={netns}", "--", *argv], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 # --- the tests, in order ------------------------------------------------------------------
@@ -190,6 +247,116 @@ def test_internal_publishes_nothing(
         assert _route_device(deployed.outputs["internalIp"], host) is None, host.name
 
 
+def test_the_trace_reports_every_hop(deployed: Stack) -> None:
+    proc = trace_stack(deployed)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = proc.stdout
+    for heading in (
+        "0. Hosts",
+        f"1. Client -> host {EXTERNAL_HOST}'s port",
+        f"2. NAT table of host {EXTERNAL_HOST}",
+        "3. Overlay",
+        "4. External -> internal",
+        "5. Summary",
+    ):
+        assert heading in text, heading
+    assert "Problems" not in text
+    print(text)  # the real output, for the README's "Across two hosts"
+
+
+def test_the_request_went_to_external_hosts_address_through_gwbridge(
+    traced: tuple[dict[str, Any], dict[str, int]],
+    deployed: Stack,
+    hosts: dict[str, Host],
+    engines: dict[str, docker.DockerClient],
+) -> None:
+    data, _ = traced
+    ma = hosts[EXTERNAL_HOST]
+    out = deployed.outputs
+    assert data["problems"] == []
+    assert data["outputs"]["endpoint"] == out["endpoint"]
+    assert data["request"]["target_ip"] == str(ma.address)
+    assert (data["request"]["status"], data["request"]["path_kind"]) == (200, "dnat")
+    # The DNAT rule leads to external's docker_gwbridge address, not its overlay IP.
+    engine = engines[EXTERNAL_HOST]
+    external = _container(engine, deployed, "external")
+    gwbridge = engine.networks.get("docker_gwbridge").attrs["Containers"][external.id]
+    gw_ip = gwbridge["IPv4Address"].split("/")[0]
+    assert data["overlay"]["published_via"] == gw_ip != out["externalIp"]
+    (rule,) = data["nat"]["dnat_rules"]
+    assert rule["to_destination"].startswith(f"{gw_ip}:")
+    assert data["nat"]["dnat_moved_by"] >= 1
+    services = data["services"]
+    assert services["internal_client_ip"] == out["externalIp"]
+    assert services["internal_container_ip"] == out["internalIp"]
+    traced_hosts = {h["name"]: h for h in data["hosts"]}
+    assert traced_hosts[EXTERNAL_HOST]["services"] == ["external"]
+    assert traced_hosts[INTERNAL_HOST]["services"] == ["internal"]
+    # No sandboxes on the overlay: each service is one container, so no shared namespace.
+    assert data.get("namespaces", []) == []
+
+
+def test_vni_and_mtu_are_the_overlay_namespaces(
+    traced: tuple[dict[str, Any], dict[str, int]],
+    deployed: Stack,
+    engines: dict[str, docker.DockerClient],
+) -> None:
+    data, _ = traced
+    overlay = data["overlay"]
+    views = {v["host"]: v for v in overlay["hosts"]}
+    assert set(views) == {EXTERNAL_HOST, INTERNAL_HOST}
+    for name, service in ((EXTERNAL_HOST, "external"), (INTERNAL_HOST, "internal")):
+        container = _container(engines[name], deployed, service)
+        netns = _overlay_netns(container, overlay["network_id"])
+        (link,) = _in_netns(
+            netns, "ip", "-j", "-d", "link", "show", "dev", views[name]["vxlan"]["name"]
+        )
+        info = link["linkinfo"]
+        assert info["info_kind"] == "vxlan"
+        assert views[name]["netns"] == str(netns)
+        assert views[name]["vxlan"]["vni"] == info["info_data"]["id"]
+        assert views[name]["vxlan"]["dstport"] == info["info_data"]["port"] == VXLAN_PORT
+        assert views[name]["vxlan"]["mtu"] == link["mtu"]
+
+
+def test_the_fdb_entry_for_internals_mac_names_host_b(
+    traced: tuple[dict[str, Any], dict[str, int]],
+    deployed: Stack,
+    hosts: dict[str, Host],
+    engines: dict[str, docker.DockerClient],
+) -> None:
+    data, _ = traced
+    mb = hosts[INTERNAL_HOST]
+    internal = _container(engines[INTERNAL_HOST], deployed, "internal")
+    mac = internal.attrs["NetworkSettings"]["Networks"][deployed.outputs["networkName"]][
+        "MacAddress"
+    ].lower()
+    forward = data["overlay"]["forward"]
+    assert (forward["host"], forward["mac"]) == (EXTERNAL_HOST, mac)
+    assert (forward["vtep"], forward["vtep_host"]) == (str(mb.address), INTERNAL_HOST)
+    # The same entry, read here from host a's overlay namespace.
+    external = _container(engines[EXTERNAL_HOST], deployed, "external")
+    netns = _overlay_netns(external, data["overlay"]["network_id"])
+    fdb = _in_netns(netns, "bridge", "-j", "fdb", "show", "dev", "vxlan0")
+    assert {e.get("dst") for e in fdb if e["mac"] == mac and e.get("dst")} == {str(mb.address)}
+
+
+def test_vxlan_packets_were_counted_on_both_hosts_during_the_request(
+    traced: tuple[dict[str, Any], dict[str, int]], hosts: dict[str, Host]
+) -> None:
+    data, moved = traced
+    for view in data["overlay"]["hosts"]:
+        counts = {c["chain"]: c["delta"] for c in view["counts"]}
+        assert set(counts) == {"INPUT", "OUTPUT"}, view
+        assert all(delta > 0 for delta in counts.values()), view
+    # The counting rules saw packets on both hosts while the trace ran...
+    assert all(moved[name] > 0 for name in hosts), moved
+    # ...and the trace's own rules are gone again.
+    for host in hosts.values():
+        dump = host.run(["iptables-save", "-t", "filter"]).stdout
+        assert "c2c-trace-vxlan" not in dump
+
+
 def test_cut_off_internal_host_gives_a_bounded_error_then_recovers(
     deployed: Stack, lab: Lab, client: Engine
 ) -> None:
@@ -248,8 +415,8 @@ def test_after_the_faults_pulumi_up_changes_nothing(deployed: Stack) -> None:
     assert set(result.summary.resource_changes or {}) == {"same"}
 
 
-def test_destroy_and_lab_down_leave_nothing(
-    deployed: Stack, lab: Lab, hosts: dict[str, Host], engines: dict[str, docker.DockerClient]
+def test_destroy_leaves_nothing_on_either_engine(
+    deployed: Stack, engines: dict[str, docker.DockerClient]
 ) -> None:
     deployed.destroy()
     for name, engine in engines.items():
@@ -257,17 +424,3 @@ def test_destroy_and_lab_down_leave_nothing(
         assert engine.containers.list(all=True, filters=filters) == [], name
         assert engine.networks.list(filters=filters) == [], name
         assert engine.images.list(filters=filters) == [], name
-    with timed(f"lab {lab.name}: down"):
-        lab.down()
-    status = lab.status()
-    assert status["hosts"] == []
-    assert status["bridge"] is None
-    assert status["iptables_rules"] == []
-    assert not [n for n in system.netns_names() if n.startswith(lab.names.netns_prefix)]
-    assert not [n for n in system.links() if n.startswith(f"c2c{lab.name}")]
-    assert not lab.names.run_dir.exists()
-    assert not lab.names.state_dir.exists()
-    assert not system.pids_mentioning([lab.names.run_dir, lab.names.state_dir])
-    assert not system.pids_in_cgroup(lab.names.cgroup_parent(INTERNAL_HOST))
-    # The engines that ran at the start (pids from before the restart may be gone already).
-    assert not [h.pid for h in hosts.values() if h.pid is not None and system.is_running(h.pid)]

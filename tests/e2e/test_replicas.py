@@ -1,15 +1,20 @@
 """internal scaled out, the Swarm way: three replicas of a Swarm service over the lab's two
 hosts, endpoint mode dnsrr on the attachable overlay, called by external by service name.
 
-Runs as root on a two-host lab of its own (the multihost_* fixtures, one lab per module). Like
-test_multihost, nothing here ever sends a packet to the overlay's subnet from the host
-namespace: requests go to external's published port on host ma's underlay address, and the
-replicas' addresses are read from the engines. Tests run in file order on one deployment; the
-fixtures' finalizers destroy the stack and remove the lab whatever happens.
+Runs as root on the session's two-host lab (the multihost_* fixtures, shared with
+test_multihost). Like test_multihost, nothing here ever sends a packet to the overlay's subnet
+from the host namespace: requests go to external's published port on host ma's underlay
+address, and the replicas' addresses are read from the engines.
+
+`make trace` on the same deployment must name the DNS name instead of a static IP, list every
+replica as the engines report it, and follow the one replica internal's answer names. Tests run
+in file order on one deployment; the fixtures' finalizers destroy the stack whatever happens. The
+last test takes the lab down.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -19,9 +24,16 @@ from typing import Any
 import docker
 import pytest
 
-from lab import Host
-from lab.stacks import Engine, Project, Stack, stack_filter
-from tests.e2e.harness import EXTERNAL_HOST, INTERNAL_HOST, record_measurements, two_host_stack
+from lab import Host, Lab, system
+from lab.stacks import Engine, Project, Stack, stack_filter, timed
+from tests.e2e.harness import (
+    EXTERNAL_HOST,
+    INTERNAL_HOST,
+    record_measurements,
+    require_root,
+    trace_stack,
+    two_host_stack,
+)
 
 REPLICAS = 3
 REQUESTS = 30
@@ -54,8 +66,27 @@ def manager(engines: dict[str, docker.DockerClient]) -> docker.DockerClient:
 
 
 @pytest.fixture(scope="module")
+def lab(multihost_lab: Lab) -> Lab:
+    return multihost_lab
+
+
+@pytest.fixture(scope="module")
 def client(multihost_client: Engine) -> Engine:
     return multihost_client
+
+
+@pytest.fixture(autouse=True)
+def _root_only() -> None:
+    require_root("the lab and the trace need root")
+
+
+@pytest.fixture(scope="module")
+def traced(deployed: Stack) -> dict[str, Any]:
+    """One trace run (--json) on the replicated deployment."""
+    result = trace_stack(deployed, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -67,6 +98,8 @@ class Replica:
     container_id: str
     name: str
     address: str  # on the overlay; read from the engine, never contacted from here
+    hostname: str
+    mac: str
 
 
 def _replicas(engines: dict[str, docker.DockerClient], stack: Stack) -> list[Replica]:
@@ -75,11 +108,13 @@ def _replicas(engines: dict[str, docker.DockerClient], stack: Stack) -> list[Rep
     filters = stack_filter(stack.name)
     filters["label"].append("c2c.service=internal")
     network = stack.outputs["networkName"]
-    return [
-        Replica(host, c.id, c.name, c.attrs["NetworkSettings"]["Networks"][network]["IPAddress"])
-        for host, engine in engines.items()
-        for c in engine.containers.list(filters=filters)
-    ]
+    found = []
+    for host, engine in engines.items():
+        for c in engine.containers.list(filters=filters):
+            endpoint = c.attrs["NetworkSettings"]["Networks"][network]
+            address, mac = endpoint["IPAddress"], endpoint["MacAddress"].lower()
+            found.append(Replica(host, c.id, c.name, address, c.attrs["Config"]["Hostname"], mac))
+    return found
 
 
 def _running_tasks(manager: docker.DockerClient, service: str) -> list[dict[str, Any]]:
@@ -211,6 +246,67 @@ def test_requests_through_the_endpoint_reach_several_replicas(
     )
 
 
+def test_the_trace_names_the_service_instead_of_a_static_ip(
+    deployed: Stack, traced: dict[str, Any]
+) -> None:
+    replicas = traced["overlay"]["replicas"]
+    assert replicas["dns_name"] == deployed.outputs["internalService"]
+    assert replicas["service"] == deployed.outputs["internalService"]
+    assert traced["services"]["internal_url"] == deployed.outputs["internalUrl"]
+    assert traced["outputs"]["internal_ip"] == ""
+    assert replicas["resolver"] == "127.0.0.11"
+    assert sorted(replicas["dns_answer"]) == sorted(r["ipv4"] for r in replicas["replicas"])
+    assert traced["problems"] == []
+    # No sandboxes on an overlay: external is one container, the replicas Swarm's tasks, each
+    # in its own namespace.
+    assert traced.get("namespaces", []) == []
+
+
+def test_the_trace_lists_the_replicas_the_engines_report(
+    deployed: Stack,
+    traced: dict[str, Any],
+    engines: dict[str, docker.DockerClient],
+) -> None:
+    listed = {
+        r["container"]: (r["host"], r["hostname"], r["ipv4"], r["mac"])
+        for r in traced["overlay"]["replicas"]["replicas"]
+    }
+    assert listed == {
+        r.name: (r.host, r.hostname, r.address, r.mac) for r in _replicas(engines, deployed)
+    }
+    assert len(listed) == REPLICAS
+
+
+def test_the_followed_replica_is_the_one_that_answered(
+    traced: dict[str, Any], multihost_hosts: dict[str, Host]
+) -> None:
+    replicas = traced["overlay"]["replicas"]
+    followed = next(r for r in replicas["replicas"] if r["container"] == replicas["followed"])
+    services = traced["services"]
+    assert (followed["hostname"], followed["ipv4"]) == (
+        services["internal_hostname"],
+        services["internal_container_ip"],
+    )
+    overlay = traced["overlay"]
+    if followed["host"] == EXTERNAL_HOST:
+        assert (overlay["forward"], overlay["reply"]) == (None, None)
+    else:  # across the hosts: ma's vxlan0 sends the replica's MAC to its host's underlay address
+        assert overlay["forward"]["mac"] == followed["mac"]
+        assert overlay["forward"]["vtep"] == str(multihost_hosts[followed["host"]].address)
+        assert overlay["reply"]["vtep"] == str(multihost_hosts[EXTERNAL_HOST].address)
+
+
+def test_the_text_report_shows_name_replicas_and_path(deployed: Stack) -> None:
+    result = trace_stack(deployed)
+    assert result.returncode == 0, result.stdout + result.stderr
+    flat = " ".join(result.stdout.split())
+    service = deployed.outputs["internalService"]
+    assert f"external reaches them by the DNS name {service}" in flat
+    assert f"Docker's embedded DNS 127.0.0.11 answers {service} with" in flat
+    assert "answered the traced request" in flat
+    assert f"{REPLICAS} running replicas" in flat
+
+
 def test_a_killed_replica_costs_no_request(
     deployed: Stack,
     engines: dict[str, docker.DockerClient],
@@ -295,3 +391,21 @@ def test_destroy_leaves_nothing_on_either_engine(
     record_measurements(
         "replicas", {"gone_after_destroy_s": round(time.monotonic() - destroyed_at, 1)}
     )
+
+
+def test_lab_down_leaves_nothing(lab: Lab, multihost_hosts: dict[str, Host]) -> None:
+    """The session's two-host lab (test_multihost ran on it too) goes, and leaves nothing."""
+    with timed(f"lab {lab.name}: down"):
+        lab.down()
+    status = lab.status()
+    assert status["hosts"] == []
+    assert status["bridge"] is None
+    assert status["iptables_rules"] == []
+    assert not [n for n in system.netns_names() if n.startswith(lab.names.netns_prefix)]
+    assert not [n for n in system.links() if n.startswith(f"c2c{lab.name}")]
+    assert not lab.names.run_dir.exists()
+    assert not lab.names.state_dir.exists()
+    assert not system.pids_mentioning([lab.names.run_dir, lab.names.state_dir])
+    assert not system.pids_in_cgroup(lab.names.cgroup_parent(INTERNAL_HOST))
+    engines = [h.pid for h in multihost_hosts.values() if h.pid is not None]
+    assert not [pid for pid in engines if system.is_running(pid)]

@@ -41,7 +41,8 @@ ZDT_CONFIG = {
     "internalPort": "8180",
 }
 SERVICES = ("internal", "external")
-REDEPLOYS = 5
+# Redeploys per service and engine: each is ~17 s of CI time (an image build and a handover).
+REDEPLOYS = 3
 # Clients that keep their connection alive, and clients that open a new one per request.
 KEEP_ALIVE_CLIENTS = 3
 FRESH_CLIENTS = 2
@@ -237,7 +238,8 @@ def test_redeploys_under_traffic_fail_no_request(zdt_stack: Stack) -> None:
             status, body, _ = stack.get_json()
             assert status == 200
             assert _answer_has(body, service, marker)
-            stack.preview(expect_no_changes=True)
+            if number == REDEPLOYS:  # the last redeploy of each service left nothing to do
+                stack.preview(expect_no_changes=True)
             before = after
 
     requests_total = sum(r["requests"] for r in rounds)
