@@ -20,6 +20,7 @@ from bench import report
 from bench.compose import Compose, compose_env
 from bench.machine import load_average, machine
 from bench.packages import ensure_packages
+from bench.pulumi_cli import PulumiCli
 from bench.wrk import WrkReport, parse_wrk, wrk_argv
 from lab import OFFLINE_BASE_IMAGE, EngineSpec, Host, Lab
 from lab.modern import modern_engine_spec
@@ -186,18 +187,20 @@ class Deploys:
 
 
 def _pulumi_round(stack: Stack, client: docker.DockerClient, deploys: Deploys) -> None:
+    cli = PulumiCli(stack)
+
     def up() -> None:
-        stack.up()
+        cli.up()
         wait_until_healthy(client, stack.name)
 
     def noop_up() -> None:
-        stack.up(expect_no_changes=True)
+        cli.noop_up()
         wait_until_healthy(client, stack.name)
 
     deploys.record("pulumi", "up", up)
     deploys.record("pulumi", "noop_up", noop_up)
-    deploys.record("pulumi", "preview", lambda: stack.preview(expect_no_changes=True))
-    deploys.record("pulumi", "down", stack.destroy)
+    deploys.record("pulumi", "preview", cli.preview)
+    deploys.record("pulumi", "down", cli.destroy)
     _assert_gone(client, stack.name)
 
 

@@ -80,15 +80,14 @@ c2c_cache_dir() {
 
 # Take an exclusive flock on file $1, held until the calling script exits. Waits at most
 # $2 seconds (default 900) so a stuck peer produces an error instead of a silent hang.
-C2C_LOCK_FDS=()
-declare -A C2C_LOCK_FD_OF=()
+# The locks this script holds: lock file -> its fd (global, wherever lib.sh is sourced).
+declare -gA C2C_LOCK_FD_OF=()
 c2c_lock() {
     local file=$1 wait=${2:-900} fd
     if ! mkdir -p "$(dirname "$file")" 2>/dev/null || ! touch "$file" 2>/dev/null; then
         c2c_die "cannot create lock file $file"
     fi
     exec {fd}>>"$file"
-    C2C_LOCK_FDS+=("$fd")
     C2C_LOCK_FD_OF[$file]=$fd
     if ! flock -n "$fd"; then
         c2c_log "waiting for lock $file (another run holds it)"
@@ -102,18 +101,13 @@ c2c_unlock() {
     [[ -n $fd ]] || return 0
     unset "C2C_LOCK_FD_OF[$1]"
     eval "exec $fd>&-"
-    local kept=() held
-    for held in "${C2C_LOCK_FDS[@]}"; do
-        [[ $held == "$fd" ]] || kept+=("$held")
-    done
-    C2C_LOCK_FDS=("${kept[@]}")
 }
 
 # Close the lock fds in the current (sub)shell. Call in a subshell before starting a
 # long-lived process: an inherited fd would keep the flock held after this script exits.
 c2c_close_lock_fds() {
     local fd
-    for fd in "${C2C_LOCK_FDS[@]}"; do
+    for fd in "${C2C_LOCK_FD_OF[@]}"; do
         eval "exec $fd>&-"
     done
 }

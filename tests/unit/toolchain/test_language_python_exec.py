@@ -62,6 +62,7 @@ class FakeEngine:
     shutdown: bool = False
     logs: list[tuple[int, str]] = field(default_factory=list)
     registered: list[str] = field(default_factory=list)
+    exported: list[str] = field(default_factory=list)  # output names, as registered
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def errors(self) -> list[str]:
@@ -87,6 +88,11 @@ class FakeEngine:
             object=struct_pb2.Struct(),
         )
 
+    def register_outputs(self, request: Any, _context: Any) -> Any:
+        with self.lock:
+            self.exported.extend(request.outputs.fields)
+        return empty_pb2.Empty()
+
     def empty(self, _request: Any, _context: Any) -> Any:
         return empty_pb2.Empty()
 
@@ -104,7 +110,7 @@ class FakeEngine:
             "SupportsFeature": unary(self.supports_feature, resource_pb2.SupportsFeatureRequest),
             "RegisterResource": unary(self.register_resource, resource_pb2.RegisterResourceRequest),
             "RegisterResourceOutputs": unary(
-                self.empty, resource_pb2.RegisterResourceOutputsRequest
+                self.register_outputs, resource_pb2.RegisterResourceOutputsRequest
             ),
             "SignalAndWaitForShutdown": unary(self.empty, empty_pb2.Empty),
         }
@@ -185,6 +191,28 @@ def test_success_exits_zero_and_reports_nothing(tmp_path: Path, served: Served) 
     assert (proc.returncode, proc.stderr) == (0, "")
     assert served.engine.errors() == []
     assert served.engine.registered == [STACK_TYPE, "test:index:Thing"]
+
+
+def test_success_ends_at_once_with_output_and_exports_delivered(
+    tmp_path: Path, served: Served
+) -> None:
+    # The process ends without interpreter shutdown (hard_exit), only after run_in_stack has
+    # delivered every registration and the stack's outputs.
+    program = write_program(
+        tmp_path,
+        """
+        import sys
+        import pulumi
+        res = pulumi.CustomResource("test:index:Thing", "thing")
+        pulumi.export("id", res.id)
+        sys.stdout.write("last words, no newline")
+        """,
+    )
+    proc = run_exec(program, served)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert proc.stdout.endswith("last words, no newline")
+    assert served.engine.registered == [STACK_TYPE, "test:index:Thing"]
+    assert served.engine.exported == ["id"]
 
 
 def test_config_error_is_one_error_line_per_bad_key(tmp_path: Path, served: Served) -> None:
