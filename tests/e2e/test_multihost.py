@@ -42,6 +42,8 @@ VXLAN_PORT = 4789
 VXLAN_COMMENT = "c2c-e2e-vxlan"
 ENGINE_BACK_WITHIN = 120.0
 LINK_BACK_WITHIN = 60.0
+# One trace run's JSON, and the VXLAN packets counted on each host while it ran.
+Traced = tuple[dict[str, Any], dict[str, int]]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +77,7 @@ def _root_only() -> None:
 
 
 @pytest.fixture(scope="module")
-def traced(deployed: Stack, hosts: dict[str, Host]) -> tuple[dict[str, Any], dict[str, int]]:
+def traced(deployed: Stack, hosts: dict[str, Host]) -> Traced:
     """One trace run (--json), and how many VXLAN packets the counting rules saw on each host
     while it ran."""
     for host in hosts.values():
@@ -265,7 +267,7 @@ def test_the_trace_reports_every_hop(deployed: Stack) -> None:
 
 
 def test_the_request_went_to_external_hosts_address_through_gwbridge(
-    traced: tuple[dict[str, Any], dict[str, int]],
+    traced: Traced,
     deployed: Stack,
     hosts: dict[str, Host],
     engines: dict[str, docker.DockerClient],
@@ -297,7 +299,7 @@ def test_the_request_went_to_external_hosts_address_through_gwbridge(
 
 
 def test_vni_and_mtu_are_the_overlay_namespaces(
-    traced: tuple[dict[str, Any], dict[str, int]],
+    traced: Traced,
     deployed: Stack,
     engines: dict[str, docker.DockerClient],
 ) -> None:
@@ -320,7 +322,7 @@ def test_vni_and_mtu_are_the_overlay_namespaces(
 
 
 def test_the_fdb_entry_for_internals_mac_names_host_b(
-    traced: tuple[dict[str, Any], dict[str, int]],
+    traced: Traced,
     deployed: Stack,
     hosts: dict[str, Host],
     engines: dict[str, docker.DockerClient],
@@ -342,7 +344,7 @@ def test_the_fdb_entry_for_internals_mac_names_host_b(
 
 
 def test_vxlan_packets_were_counted_on_both_hosts_during_the_request(
-    traced: tuple[dict[str, Any], dict[str, int]], hosts: dict[str, Host]
+    traced: Traced, hosts: dict[str, Host]
 ) -> None:
     data, moved = traced
     for view in data["overlay"]["hosts"]:
