@@ -1,11 +1,12 @@
 """Redeploys without a failed request (issue 9, docs/zero-downtime.md).
 
-A stack of its own is redeployed 5 times for a code change of internal and 5 times for one of
-external, each under steady traffic from several clients in the engine's namespace that never
-retry anything. Every request must succeed and take under a second. After each redeploy: the
-same sandboxes (so the same IPs and published port), only the changed service's app container
-replaced, and the next `pulumi up` has nothing to do. Then the faults of a dead internal keep
-their answers (502 fast, 504 at the read timeout), and destroy leaves nothing.
+A stack of its own is redeployed REDEPLOYS times for a code change of internal and as many for
+one of external, each under steady traffic from several clients in the engine's namespace that
+never retry anything. Every request must succeed and take under a second. After each redeploy:
+the same sandboxes (so the same IPs and published port), only the changed service's app
+container replaced; after the last one of each service, a preview has nothing to do. Then the
+faults of a dead internal keep their answers (502 fast, 504 at the read timeout), and destroy
+leaves nothing.
 """
 
 from __future__ import annotations
