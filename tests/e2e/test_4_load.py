@@ -23,11 +23,13 @@ pytestmark = pytest.mark.slow
 CONNECTIONS = int(os.environ.get("C2C_LOAD_CONNECTIONS", "50"))
 SECONDS = int(os.environ.get("C2C_LOAD_SECONDS", "10"))
 # The chain does internal's work and external's (an HTTP client call on top of its own answer)
-# on the same 2 cores. Measured on a busy machine: internal alone answered 2.2-4.0x the chain's
-# rate, at 1.3-3.4x lower p50 (both engines). A 3x regression of the chain's rate or latency
-# puts either ratio at 6.6 or more; the bounds sit below that and 1.5x above the worst seen.
-MAX_RATE_RATIO = 6.0
-MAX_P50_RATIO = 6.0
+# on the same 2 cores, so the ratios depend on the CPU. Measured: on a busy Intel VM internal
+# alone answered 2.2-4.0x the chain's rate at 1.3-3.4x lower p50; on a 2-core AMD EPYC VM
+# (2026-12-02, CI runs, both engines) 5.0-5.7x the rate at 5.4-6.6x lower p50 (6.0 was exceeded
+# there with no change to the services). The bounds sit about 1.4x above the worst seen: a
+# 2x regression of the chain on the AMD VM, or a 3x one on the Intel VM, exceeds them.
+MAX_RATE_RATIO = 9.0
+MAX_P50_RATIO = 9.0
 
 
 def _wrk_version(wrk: str) -> str:
