@@ -11,8 +11,10 @@ from __future__ import annotations
 import importlib
 import itertools
 import os
+import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -165,6 +167,22 @@ def test_not_healthy_while_an_own_worker_never_answers(
     err = capsys.readouterr().err
     assert err.startswith("probe: 1 of 2 workers of this container answered within 0.3 s (")
     assert server.asked > 3  # it kept asking until the budget ran out
+
+
+def test_a_request_cut_short_by_the_budget_reports_the_workers_that_answered(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A listener that never answers: the probe's one request takes the whole budget.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        monkeypatch.setattr(probe, "PROBE_BUDGET", 0.3)
+        started = time.monotonic()
+        assert probe.main(_env(silent.getsockname()[1], workers=2)) == 1
+        assert time.monotonic() - started < 2.0
+    assert capsys.readouterr().err == (
+        "probe: 0 of 2 workers of this container answered within 0.3 s (0 answers from elsewhere)\n"
+    )
 
 
 def test_an_own_worker_that_fails_fails_the_probe(
