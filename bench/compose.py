@@ -8,6 +8,8 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from bench.command import run_checked
+
 COMPOSE_FILE = Path(__file__).resolve().parent / "docker-compose.yml"
 # The classic builder, as Pulumi's build (use_legacy_builder): the engines have no buildx.
 _CLASSIC_BUILD = {"COMPOSE_DOCKER_CLI_BUILD": "0", "DOCKER_BUILDKIT": "0"}
@@ -60,13 +62,7 @@ class Compose:
             str(COMPOSE_FILE),
             *args,
         ]
-        proc = subprocess.run(
-            argv, env=self.env, capture_output=True, text=True, timeout=timeout, check=False
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(
-                f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
-            )
+        run_checked(argv, env=self.env, timeout=timeout)
 
     def up(self) -> None:
         self.run("up", "--detach")

@@ -9,8 +9,8 @@ with the same project copy, backend and environment as the stack's workspace.
 from __future__ import annotations
 
 import os
-import subprocess
 
+from bench.command import run_checked
 from lab.stacks import Stack
 
 
@@ -23,19 +23,7 @@ class PulumiCli:
 
     def run(self, *args: str, timeout: float = 900) -> None:
         argv = ["pulumi", *args, "--stack", self.stack.name, "--non-interactive"]
-        proc = subprocess.run(
-            argv,
-            cwd=self.stack.workdir,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(
-                f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
-            )
+        run_checked(argv, env=self.env, timeout=timeout, cwd=self.stack.workdir)
 
     def up(self) -> None:
         self.run("up", "--yes", "--skip-preview")  # as scripts/up.sh

@@ -10,13 +10,10 @@ from pathlib import Path
 from tests.unit.scripts.scripts_harness import source_and_run
 
 
-def _free(lock: Path) -> bool:
-    """Whether another process can take the lock right now."""
-    return subprocess.run(["flock", "-n", str(lock), "true"], check=False).returncode == 0
-
-
 def _state(lock: Path) -> str:
-    return "free" if _free(lock) else "held"
+    """Whether another process can take the lock right now: "free" or "held"."""
+    taken = subprocess.run(["flock", "-n", str(lock), "true"], check=False).returncode == 0
+    return "free" if taken else "held"
 
 
 def test_lock_is_held_until_unlock(tmp_path: Path) -> None:
