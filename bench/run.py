@@ -26,7 +26,7 @@ from lab import OFFLINE_BASE_IMAGE, EngineSpec, Host, Lab
 from lab.modern import modern_engine_spec
 
 # Automation API drivers shared with the e2e suite (a throwaway project copy, own backend).
-from lab.stacks import PROJECT_LABEL, STACK_LABEL, Engine, Project, Stack
+from lab.stacks import Engine, Project, Stack, remove_labelled, stack_filter
 
 DEFAULT_LAB = "bench"
 DEFAULT_UNDERLAY = ipaddress.IPv4Network("198.18.3.0/24")
@@ -66,8 +66,7 @@ def _log(message: str) -> None:
 
 
 def _stack_containers(client: docker.DockerClient, stack: str) -> list[Any]:
-    filters = {"label": [f"{PROJECT_LABEL}=c2c", f"{STACK_LABEL}={stack}"]}
-    return list(client.containers.list(all=True, filters=filters))
+    return list(client.containers.list(all=True, filters=stack_filter(stack)))
 
 
 def _is_ready(container: Any) -> bool:
@@ -99,13 +98,7 @@ def _remove_leftovers(client: docker.DockerClient) -> None:
     """What an interrupted run with --keep-lab left of the bench's two deployments (never the
     base image the lab loaded, which carries the project's label too)."""
     for stack in (PULUMI_STACK, COMPOSE_STACK):
-        filters = {"label": [f"{PROJECT_LABEL}=c2c", f"{STACK_LABEL}={stack}"]}
-        for container in client.containers.list(all=True, filters=filters):
-            container.remove(force=True)
-        for network in client.networks.list(filters=filters):
-            network.remove()
-        for image in client.images.list(filters=filters):
-            client.images.remove(image.id, force=True)
+        remove_labelled(client, stack_filter(stack))
 
 
 def image_sizes(client: docker.DockerClient, stack: str, base_id: str) -> dict[str, int]:

@@ -166,6 +166,17 @@ def docker_objects(client: docker.DockerClient, stack: str) -> dict[str, list[st
     }
 
 
+def remove_labelled(client: docker.DockerClient, filters: Mapping[str, Any]) -> None:
+    """Remove the containers, networks and images Docker lists for `filters` (containers
+    first: they hold the others)."""
+    for container in client.containers.list(all=True, filters=filters):
+        container.remove(force=True)
+    for network in client.networks.list(filters=filters):
+        network.remove()
+    for image in client.images.list(filters=filters):
+        client.images.remove(image.id, force=True)
+
+
 def remove_e2e_leftovers(client: docker.DockerClient) -> list[str]:
     """Remove what an earlier, interrupted e2e run left: only e2e stacks' objects."""
     removed: list[str] = []

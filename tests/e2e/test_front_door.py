@@ -31,13 +31,23 @@ import pytest
 import yaml
 
 from lab import stacks
-from lab.stacks import REPO_ROOT, ROLE_LABEL, SERVICE_LABEL, STACK_LABEL, Engine, Stack
+from lab.stacks import (
+    REPO_ROOT,
+    ROLE_LABEL,
+    SERVICE_LABEL,
+    STACK_LABEL,
+    Engine,
+    Stack,
+    remove_labelled,
+)
 from tests.e2e import harness
 
 pytestmark = pytest.mark.e2e
 
 # The Makefile's default STACK: the stack whose file (Pulumi.dev.yaml) is tracked.
 DEV_STACK = "dev"
+# Everything of the dev stack, whatever its project label says (users may find any of it).
+DEV_LABELLED = {"label": f"{STACK_LABEL}={DEV_STACK}"}
 DIAGRAM_FILES = ("docs/topology.svg", "docs/topology.png")
 TRACE_PARTS = ("1. Client", "2. NAT table", "3. Bridge", "4. External", "5. Summary")
 SERVICES = ("external", "internal")
@@ -150,26 +160,15 @@ class Checkout:
         return {**values, **{key.removeprefix("c2c:"): str(v) for key, v in own.items()}}
 
 
-def labelled(client: docker.DockerClient, stack: str) -> dict[str, list[str]]:
-    """Everything on the engine labelled c2c.stack=<stack>, whatever its project label says."""
-    filters = {"label": f"{STACK_LABEL}={stack}"}
+def labelled(client: docker.DockerClient) -> dict[str, list[str]]:
+    """The names of what DEV_LABELLED selects on the engine."""
+    filters = DEV_LABELLED
     return {
         "containers": [c.name for c in client.containers.list(all=True, filters=filters)],
         "networks": [n.name for n in client.networks.list(filters=filters)],
         "images": [i.short_id for i in client.images.list(filters=filters)],
         "volumes": [v.name for v in client.volumes.list(filters=filters)],
     }
-
-
-def remove_labelled(client: docker.DockerClient, stack: str) -> None:
-    """Remove what a failed or interrupted run left of `stack` on the suite's own engine."""
-    filters = {"label": f"{STACK_LABEL}={stack}"}
-    for container in client.containers.list(all=True, filters=filters):
-        container.remove(force=True)
-    for network in client.networks.list(filters=filters):
-        network.remove()
-    for image in client.images.list(filters=filters):
-        client.images.remove(image.id, force=True)
 
 
 def last_json_document(text: str) -> dict[str, Any]:
@@ -204,7 +203,7 @@ def front_door(
     # (it is deployed again for the next module that needs it).
     if any(default_stack.docker_objects().values()):
         default_stack.destroy()
-    remove_labelled(docker_client, DEV_STACK)  # an interrupted earlier run's
+    remove_labelled(docker_client, DEV_LABELLED)  # an interrupted earlier run's
     base = tmp_path_factory.mktemp(f"c2c-front-door-{engine.kind}")
     checkout = Checkout(base / "repo", base / "pulumi-state", engine)
     try:
@@ -220,11 +219,11 @@ def front_door(
             checkout, docker_client, status_before, stack_file_before, up, checkout.git_status()
         )
     finally:
-        if any(labelled(docker_client, DEV_STACK).values()):
+        if any(labelled(docker_client).values()):
             try:
                 checkout.make("down", DOWN_TIMEOUT_S)
             finally:
-                remove_labelled(docker_client, DEV_STACK)
+                remove_labelled(docker_client, DEV_LABELLED)
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -241,7 +240,7 @@ def test_make_up_prints_externals_answer_with_internals_inside(front_door: Front
     # On the bridge there is no NAT: internal saw external's own address.
     assert inner["client_ip"] == settings["externalIp"]
     assert answer["upstream_ms"] > 0
-    running = front_door.docker.containers.list(filters={"label": f"{STACK_LABEL}={DEV_STACK}"})
+    running = front_door.docker.containers.list(filters=DEV_LABELLED)
     # Each service runs as its sandbox (fixed name) and its app (the name ends in a digest).
     by_role = {(c.labels[SERVICE_LABEL], c.labels[ROLE_LABEL]): c.name for c in running}
     assert len(by_role) == len(running) == 2 * len(SERVICES), [c.name for c in running]
@@ -303,7 +302,7 @@ def test_make_down_leaves_nothing_labelled(front_door: FrontDoor) -> None:
     before = set(checkout.git_status())
     down = checkout.make("down", DOWN_TIMEOUT_S)
     assert down.returncode == 0, down.explain()
-    assert labelled(front_door.docker, DEV_STACK) == {
+    assert labelled(front_door.docker) == {
         "containers": [],
         "networks": [],
         "images": [],
